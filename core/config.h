@@ -1,0 +1,99 @@
+/*
+ * config.h - the daemon's configuration, typed.
+ *
+ * config_load() reads the main YAML file, merges conf.d/*.yaml beside it in
+ * name order (see yaml_tree_merge), then checks every key against the core
+ * schema: unknown keys, wrong types and bad values are all collected into a
+ * diag_list with file:line:column and the dotted key, so --check-config can
+ * print every problem at once.  Plugin options stay as YAML nodes here;
+ * the plugin host validates them against each plugin's own table.
+ *
+ * The schema (etc/sparkplane.yaml documents every key):
+ *
+ *   server:
+ *     listen: ["127.0.0.1:8080"]   # host:port strings; [::1]:8080 for IPv6
+ *     max_body_size: 1MiB
+ *     max_header_size: 16KiB
+ *     request_timeout: 30s
+ *     drain_timeout: 10s
+ *   log:
+ *     level: info                  # error | warn | info | debug
+ *     format: kv                   # kv | json
+ *   state:
+ *     directory: /var/lib/sparkplane
+ *     database: sparkplane.db      # relative to directory unless absolute
+ *   plugin_directory: /usr/lib/sparkplane/plugins
+ *   plugins:                       # loaded in this order
+ *     auth_token:                  # the plugin's name
+ *       path: ...                  # optional: .so path (default: <plugin_directory>/<name>.so)
+ *       enabled: true
+ *       options: { ... }           # checked against the plugin's options table
+ *   auth:
+ *     chain: [auth_token]          # provider names asked in order
+ */
+#ifndef SPARKPLANE_CORE_CONFIG_H
+#define SPARKPLANE_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diag.h"
+#include "log.h"
+#include "yaml_tree.h"
+
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/sparkplane/sparkplane.yaml"
+
+typedef struct config_plugin {
+    char *name;
+    char *path;                     /* resolved .so path */
+    int enabled;
+    const yaml_tree_node *options;  /* MAP or NULL; points into config.root */
+    const char *file;               /* where the plugin was configured */
+    int line;
+    int column;
+} config_plugin;
+
+typedef struct config {
+    char **listen;                  /* "host:port" */
+    size_t listen_count;
+    uint64_t max_body_bytes;
+    uint64_t max_header_bytes;
+    uint64_t request_timeout_ms;
+    uint64_t drain_timeout_ms;
+
+    sp_log_level log_level;
+    log_format log_format;
+
+    char *state_directory;
+    char *database_path;            /* resolved absolute or relative to cwd */
+
+    char *plugin_directory;
+    config_plugin *plugins;         /* enabled and disabled, in order */
+    size_t plugin_count;
+
+    char **auth_chain;
+    size_t auth_chain_count;
+
+    char *source_path;              /* the main file */
+    yaml_tree_node *root;           /* merged tree, owns every node */
+} config;
+
+/*
+ * Loads and checks.  Returns 0 and a config, or -1 with every problem in
+ * `problems` (and *out NULL).  `plugin_directory_default` is used when the
+ * file sets none (the build's plugindir).
+ */
+int config_load(const char *path, const char *plugin_directory_default,
+                config **out, diag_list *problems);
+
+/* Same from an in-memory document (tests, fuzzing); no conf.d. */
+int config_load_buffer(const char *name, const char *data, size_t len,
+                       const char *plugin_directory_default, config **out,
+                       diag_list *problems);
+
+void config_free(config *cfg);
+
+/* Splits "host:port" / "[v6]:port"; 0 on success. */
+int config_split_listen(const char *address, char *host, size_t host_size, int *port);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * rest.h - the HTTP/1.1 REST server on libevent's evhttp.
+ *
+ * Owns the listeners, request limits (body size 413, header size 431,
+ * time per request 408), the route table, the JSON error shape
+ * {"error":{"code","message","details"}}, per-route metrics and the
+ * authentication of /api/v1 through the auth chain.  /healthz, /readyz
+ * and /metrics stay open.
+ */
+#ifndef SPARKPLANE_CORE_REST_H
+#define SPARKPLANE_CORE_REST_H
+
+#include <event2/http.h>
+#include <jansson.h>
+#include <sparkplane/auth.h>
+
+#include "config.h"
+#include "diag.h"
+
+typedef struct rest_server rest_server;
+struct daemon_state;
+
+/* One request as a handler sees it. */
+typedef struct rest_request {
+    struct evhttp_request *http;
+    struct daemon_state *daemon;
+    const char *route;              /* the pattern, for metrics */
+    const char *path;               /* decoded path */
+    const char *const *params;      /* path parameters captured by {name} */
+    size_t param_count;
+    const sp_principal *principal;  /* NULL on open routes */
+} rest_request;
+
+typedef void (*rest_handler_fn)(rest_request *request);
+
+typedef enum rest_auth { REST_OPEN = 0, REST_AUTHENTICATED = 1 } rest_auth;
+
+rest_server *rest_server_new(struct daemon_state *daemon);
+void rest_server_free(rest_server *server);
+
+/*
+ * Makes the listeners match cfg->listen (binding new ones, closing removed
+ * ones) and applies the limits.  Problems go to `problems`; on failure the
+ * previous listeners stay.
+ */
+int rest_server_configure(rest_server *server, const config *cfg, diag_list *problems);
+
+/* Stops accepting; in-flight requests finish. */
+void rest_server_close_listeners(rest_server *server);
+
+/* Routes: "/api/v1/jobs/{id}".  Method NULL = any. */
+int rest_route_add(rest_server *server, const char *method, const char *pattern,
+                   rest_auth auth, rest_handler_fn handler);
+
+/* Answers. Takes ownership of `body`. */
+void rest_reply_json(rest_request *request, int status, json_t *body);
+/* {"error":{"code","message","details"?}} with the status; details may be NULL (stolen). */
+void rest_reply_error(rest_request *request, int status, const char *code, const char *message,
+                      json_t *details);
+/* Builds the error document (unit tests). */
+json_t *rest_error_body(const char *code, const char *message, json_t *details);
+
+/* Requests in flight (drain). */
+size_t rest_server_in_flight(const rest_server *server);
+
+#endif
