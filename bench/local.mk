@@ -1,1 +1,4 @@
-# bench/local.mk
+# bench/local.mk - the benchmark scripts ship in the tarball; nothing is built.
+# bench/run.sh is run by hand or by scripts/test.sh, never by make check:
+# it measures, it does not assert.
+EXTRA_DIST += bench/run.sh bench/README.md

@@ -1,1 +1,858 @@
-/* placeholder: being written */
+/*
+ * config.c - the daemon's configuration: load, merge drop-ins, check, type.
+ *
+ * Loading is two steps.  First the main file and then every *.yaml in conf.d/
+ * (hidden files skipped, strcmp order) are parsed into located YAML trees
+ * and merged (yaml_tree_merge).  Then one pass walks the merged tree
+ * against the schema in config.h, filling a typed `config` that starts
+ * from the defaults.  Each problem becomes one diag_list entry
+ * "file:line:column: dotted.key: message" and the walk carries on, so a
+ * single --check-config run shows everything that is wrong.
+ *
+ * A null value (an empty value, "~" or "null") means "not set" for every
+ * key: `server:` with nothing under it keeps the server defaults, and
+ * `plugins: {auth_token: }` configures a plugin with default settings.
+ *
+ * Relative paths in a file (plugin_directory, plugins.<name>.path) are
+ * resolved against the directory of the file that set them, so a drop-in
+ * can ship a plugin beside itself; state.database is relative to
+ * state.directory.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "units.h"
+
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
+#ifndef PLUGINDIR
+#define PLUGINDIR "/usr/lib/sparkplane/plugins"
+#endif
+
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
+#define CONFIG_DEFAULT_STATE_DIRECTORY LOCALSTATEDIR "/lib/sparkplane"
+#define CONFIG_DEFAULT_DATABASE "sparkplane.db"
+#define CONFIG_PLUGIN_NAME_MAX 64
+#define CONFIG_ERROR_SIZE 1024
+
+typedef struct config_checker {
+    config *cfg;
+    diag_list *problems;
+    int out_of_memory;
+} config_checker;
+
+typedef struct config_where {
+    const char *file;
+    int line;
+    int column;
+} config_where;
+
+static const char *const config_top_keys[] = {"server", "log", "state", "plugin_directory",
+                                              "plugins", "auth", NULL};
+static const char *const config_server_keys[] = {"listen", "max_body_size", "max_header_size",
+                                                 "request_timeout", "drain_timeout", NULL};
+static const char *const config_log_keys[] = {"level", "format", NULL};
+static const char *const config_state_keys[] = {"directory", "database", NULL};
+static const char *const config_plugin_keys[] = {"path", "enabled", "options", NULL};
+static const char *const config_auth_keys[] = {"chain", NULL};
+
+/* ---- reporting ---- */
+
+static config_where config_where_node(const yaml_tree_node *node)
+{
+    return (config_where){node->file, node->line, node->column};
+}
+
+static config_where config_where_key(const yaml_tree_node *map, size_t index)
+{
+    return (config_where){map->items[index]->file, map->key_lines[index],
+                          map->key_columns[index]};
+}
+
+static void config_report(config_checker *chk, config_where where, const char *key,
+                          const char *fmt, ...) SP_PRINTF(4, 5);
+
+static void config_report(config_checker *chk, config_where where, const char *key,
+                          const char *fmt, ...)
+{
+    char message[CONFIG_ERROR_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    diag_add_at(chk->problems, where.file, where.line, where.column, "%s: %s", key, message);
+}
+
+static void config_report_oom(config_checker *chk)
+{
+    if (!chk->out_of_memory)
+        diag_add(chk->problems, "%s: out of memory while reading the configuration",
+                 chk->cfg->source_path ? chk->cfg->source_path : "config");
+    chk->out_of_memory = 1;
+}
+
+static int config_is_null(const yaml_tree_node *node)
+{
+    if (node == NULL)
+        return 1;
+    if (node->kind != YAML_TREE_SCALAR || !node->plain)
+        return 0;
+    const char *v = node->value;
+    return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+/* "a mapping", "a sequence", "null" or the quoted (shortened) scalar text. */
+static const char *config_describe(const yaml_tree_node *node, char *buffer, size_t size)
+{
+    if (config_is_null(node))
+        return "null";
+    if (node->kind == YAML_TREE_MAP)
+        return "a mapping";
+    if (node->kind == YAML_TREE_SEQUENCE)
+        return "a sequence";
+    size_t len = strlen(node->value);
+    snprintf(buffer, size, "'%.60s%s'", node->value, len > 60 ? "..." : "");
+    return buffer;
+}
+
+static void config_report_type(config_checker *chk, const yaml_tree_node *node, const char *key,
+                               const char *expected)
+{
+    char text[80];
+    config_report(chk, config_where_node(node), key, "expected %s, got %s", expected,
+                  config_describe(node, text, sizeof(text)));
+}
+
+static int config_in_list(const char *const *list, const char *text)
+{
+    for (size_t i = 0; list[i] != NULL; i++)
+        if (strcmp(list[i], text) == 0)
+            return 1;
+    return 0;
+}
+
+static void config_join(const char *const *list, char *buffer, size_t size)
+{
+    size_t used = 0;
+    buffer[0] = '\0';
+    for (size_t i = 0; list[i] != NULL && used < size; i++) {
+        int n = snprintf(buffer + used, size - used, "%s%s", i ? ", " : "", list[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* Joins a section's name and a key: ("server", "listen") -> "server.listen". */
+static void config_dotted(char *buffer, size_t size, const char *section, const char *key)
+{
+    if (section == NULL || section[0] == '\0')
+        snprintf(buffer, size, "%s", key);
+    else
+        snprintf(buffer, size, "%s.%s", section, key);
+}
+
+static void config_check_keys(config_checker *chk, const yaml_tree_node *map,
+                              const char *section, const char *const *known)
+{
+    for (size_t i = 0; i < map->count; i++) {
+        if (config_in_list(known, map->keys[i]))
+            continue;
+        char dotted[256], names[256];
+        config_dotted(dotted, sizeof(dotted), section, map->keys[i]);
+        config_join(known, names, sizeof(names));
+        config_report(chk, config_where_key(map, i), dotted,
+                      "unknown key '%.80s' %s%s; known keys: %s", map->keys[i],
+                      section ? "in " : "at the top level", section ? section : "", names);
+    }
+}
+
+/* A section that must be a mapping; NULL when unset or wrong (reported). */
+static const yaml_tree_node *config_section(config_checker *chk, const yaml_tree_node *parent,
+                                            const char *name, const char *dotted)
+{
+    const yaml_tree_node *node = yaml_tree_map_get(parent, name);
+    if (config_is_null(node))
+        return NULL;
+    if (node->kind != YAML_TREE_MAP) {
+        config_report_type(chk, node, dotted, "a mapping");
+        return NULL;
+    }
+    return node;
+}
+
+/* ---- small string helpers ---- */
+
+static int config_set_string(config_checker *chk, char **field, const char *value)
+{
+    char *copy = strdup(value);
+    if (copy == NULL) {
+        config_report_oom(chk);
+        return -1;
+    }
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+static char *config_join_path(const char *directory, const char *name)
+{
+    size_t dir_len = strlen(directory), name_len = strlen(name);
+    int slash = dir_len > 0 && directory[dir_len - 1] != '/';
+    char *path = malloc(dir_len + (size_t)slash + name_len + 1);
+    if (path == NULL)
+        return NULL;
+    memcpy(path, directory, dir_len);
+    if (slash)
+        path[dir_len] = '/';
+    memcpy(path + dir_len + slash, name, name_len + 1);
+    return path;
+}
+
+/* The directory part of a path: "a/b.yaml" -> "a", "b.yaml" -> ".", "/b" -> "/". */
+static char *config_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+/* An absolute path stays; a relative one is taken from the file's directory. */
+static char *config_resolve_beside(const char *file, const char *path)
+{
+    if (path[0] == '/')
+        return strdup(path);
+    char *directory = config_dirname(file);
+    if (directory == NULL)
+        return NULL;
+    char *resolved = config_join_path(directory, path);
+    free(directory);
+    return resolved;
+}
+
+/* ---- typed values ---- */
+
+/* A non-empty string scalar; returns NULL when unset or wrong (reported). */
+static const char *config_string(config_checker *chk, const yaml_tree_node *map, const char *name,
+                                 const char *dotted)
+{
+    const yaml_tree_node *node = yaml_tree_map_get(map, name);
+    if (config_is_null(node))
+        return NULL;
+    if (node->kind != YAML_TREE_SCALAR || node->value[0] == '\0') {
+        config_report_type(chk, node, dotted, "a non-empty string");
+        return NULL;
+    }
+    return node->value;
+}
+
+static void config_duration(config_checker *chk, const yaml_tree_node *map, const char *name,
+                            const char *dotted, int allow_zero, uint64_t *out)
+{
+    const yaml_tree_node *node = yaml_tree_map_get(map, name);
+    uint64_t ms;
+    if (config_is_null(node))
+        return;
+    if (node->kind != YAML_TREE_SCALAR || units_parse_duration_ms(node->value, &ms) != 0) {
+        config_report_type(chk, node, dotted, "a duration such as 250ms, 30s, 5m, 2h or 7d");
+        return;
+    }
+    if (ms == 0 && !allow_zero) {
+        config_report(chk, config_where_node(node), dotted, "must be greater than 0");
+        return;
+    }
+    *out = ms;
+}
+
+static void config_size(config_checker *chk, const yaml_tree_node *map, const char *name,
+                        const char *dotted, uint64_t *out)
+{
+    const yaml_tree_node *node = yaml_tree_map_get(map, name);
+    uint64_t bytes;
+    if (config_is_null(node))
+        return;
+    if (node->kind != YAML_TREE_SCALAR || units_parse_size_bytes(node->value, &bytes) != 0) {
+        config_report_type(chk, node, dotted, "a size such as 4096, 512KiB, 1MiB or 2GiB");
+        return;
+    }
+    if (bytes == 0) {
+        config_report(chk, config_where_node(node), dotted, "must be greater than 0");
+        return;
+    }
+    *out = bytes;
+}
+
+/* ---- listen addresses ---- */
+
+static int config_parse_port(const char *text, int *port)
+{
+    int value = 0;
+    size_t digits = 0;
+    for (; text[digits] != '\0'; digits++) {
+        if (text[digits] < '0' || text[digits] > '9' || digits >= 5)
+            return -1;
+        value = value * 10 + (text[digits] - '0');
+    }
+    if (digits == 0 || value < 1 || value > 65535)
+        return -1;
+    *port = value;
+    return 0;
+}
+
+static int config_valid_hostname(const char *host, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = host[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '-' || c == '_';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+int config_split_listen(const char *address, char *host, size_t host_size, int *port)
+{
+    const char *host_start, *port_text;
+    size_t host_len;
+    if (address == NULL || host == NULL || port == NULL || host_size == 0)
+        return -1;
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        host_start = address + 1;
+        host_len = (size_t)(close - host_start);
+        port_text = close + 2;
+    } else {
+        const char *colon = strrchr(address, ':');
+        if (colon == NULL || memchr(address, ':', (size_t)(colon - address)) != NULL)
+            return -1; /* no port, or an IPv6 address without brackets */
+        host_start = address;
+        host_len = (size_t)(colon - address);
+        port_text = colon + 1;
+        if (!config_valid_hostname(host_start, host_len))
+            return -1;
+    }
+    if (host_len == 0 || host_len >= host_size || config_parse_port(port_text, port) != 0)
+        return -1;
+    memcpy(host, host_start, host_len);
+    host[host_len] = '\0';
+    if (address[0] == '[') {
+        unsigned char binary[16];
+        if (inet_pton(AF_INET6, host, binary) != 1)
+            return -1;
+    }
+    return 0;
+}
+
+static int config_listen_item(config_checker *chk, const yaml_tree_node *item, size_t index,
+                              char **seen, size_t seen_count)
+{
+    char dotted[64], host[256];
+    int port;
+    snprintf(dotted, sizeof(dotted), "server.listen[%zu]", index);
+    if (item->kind != YAML_TREE_SCALAR || config_is_null(item)) {
+        config_report_type(chk, item, dotted, "a \"host:port\" string");
+        return -1;
+    }
+    if (config_split_listen(item->value, host, sizeof(host), &port) != 0) {
+        config_report(chk, config_where_node(item), dotted,
+                      "'%.80s' is not host:port with a port from 1 to 65535 "
+                      "(write IPv6 as [::1]:8080)",
+                      item->value);
+        return -1;
+    }
+    for (size_t i = 0; i < seen_count; i++) {
+        if (strcmp(seen[i], item->value) == 0) {
+            config_report(chk, config_where_node(item), dotted, "'%.80s' is listed twice",
+                          item->value);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void config_free_strings(char **strings, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(strings[i]);
+    free(strings);
+}
+
+static void config_listen(config_checker *chk, const yaml_tree_node *server)
+{
+    const yaml_tree_node *node = yaml_tree_map_get(server, "listen");
+    if (config_is_null(node))
+        return;
+    if (node->kind != YAML_TREE_SEQUENCE) {
+        config_report_type(chk, node, "server.listen", "a sequence of strings");
+        return;
+    }
+    if (node->count == 0) {
+        config_report(chk, config_where_node(node), "server.listen",
+                      "at least one address is required");
+        return;
+    }
+    char **addresses = calloc(node->count, sizeof(*addresses));
+    size_t kept = 0;
+    if (addresses == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    for (size_t i = 0; i < node->count; i++) {
+        if (config_listen_item(chk, node->items[i], i, addresses, kept) != 0)
+            continue;
+        if ((addresses[kept] = strdup(node->items[i]->value)) == NULL) {
+            config_report_oom(chk);
+            break;
+        }
+        kept++;
+    }
+    config_free_strings(chk->cfg->listen, chk->cfg->listen_count);
+    chk->cfg->listen = addresses;
+    chk->cfg->listen_count = kept;
+}
+
+/* ---- sections ---- */
+
+static void config_check_server(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *server = config_section(chk, root, "server", "server");
+    config *cfg = chk->cfg;
+    if (server == NULL)
+        return;
+    config_check_keys(chk, server, "server", config_server_keys);
+    config_listen(chk, server);
+    config_size(chk, server, "max_body_size", "server.max_body_size", &cfg->max_body_bytes);
+    config_size(chk, server, "max_header_size", "server.max_header_size",
+                &cfg->max_header_bytes);
+    config_duration(chk, server, "request_timeout", "server.request_timeout", 0,
+                    &cfg->request_timeout_ms);
+    config_duration(chk, server, "drain_timeout", "server.drain_timeout", 1,
+                    &cfg->drain_timeout_ms);
+}
+
+static void config_check_log(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *log = config_section(chk, root, "log", "log");
+    if (log == NULL)
+        return;
+    config_check_keys(chk, log, "log", config_log_keys);
+    const char *level = config_string(chk, log, "level", "log.level");
+    if (level != NULL && log_level_parse(level, &chk->cfg->log_level) != 0)
+        config_report(chk, config_where_node(yaml_tree_map_get(log, "level")), "log.level",
+                      "expected one of error, warn, info, debug, got '%.60s'", level);
+    const char *format = config_string(chk, log, "format", "log.format");
+    if (format != NULL && log_format_parse(format, &chk->cfg->log_format) != 0)
+        config_report(chk, config_where_node(yaml_tree_map_get(log, "format")), "log.format",
+                      "expected one of kv, json, got '%.60s'", format);
+}
+
+static void config_check_state(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *state = config_section(chk, root, "state", "state");
+    const char *database = CONFIG_DEFAULT_DATABASE;
+    if (state != NULL) {
+        config_check_keys(chk, state, "state", config_state_keys);
+        const char *directory = config_string(chk, state, "directory", "state.directory");
+        if (directory != NULL)
+            config_set_string(chk, &chk->cfg->state_directory, directory);
+        const char *file = config_string(chk, state, "database", "state.database");
+        if (file != NULL)
+            database = file;
+    }
+    char *path = database[0] == '/' ? strdup(database)
+                                    : config_join_path(chk->cfg->state_directory, database);
+    if (path == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    free(chk->cfg->database_path);
+    chk->cfg->database_path = path;
+}
+
+static void config_check_plugin_directory(config_checker *chk, const yaml_tree_node *root)
+{
+    const char *directory = config_string(chk, root, "plugin_directory", "plugin_directory");
+    if (directory == NULL)
+        return;
+    const yaml_tree_node *node = yaml_tree_map_get(root, "plugin_directory");
+    char *resolved = config_resolve_beside(node->file, directory);
+    if (resolved == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    free(chk->cfg->plugin_directory);
+    chk->cfg->plugin_directory = resolved;
+}
+
+static int config_valid_plugin_name(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > CONFIG_PLUGIN_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* path, enabled and options of one plugin entry (a mapping). */
+static void config_plugin_settings(config_checker *chk, const yaml_tree_node *entry,
+                                   const char *name, config_plugin *plugin)
+{
+    char dotted[128];
+    snprintf(dotted, sizeof(dotted), "plugins.%s", name);
+    config_check_keys(chk, entry, dotted, config_plugin_keys);
+
+    snprintf(dotted, sizeof(dotted), "plugins.%s.path", name);
+    const char *path = config_string(chk, entry, "path", dotted);
+    if (path != NULL) {
+        char *resolved = config_resolve_beside(yaml_tree_map_get(entry, "path")->file, path);
+        if (resolved == NULL)
+            config_report_oom(chk);
+        free(plugin->path);
+        plugin->path = resolved;
+    }
+
+    const yaml_tree_node *enabled = yaml_tree_map_get(entry, "enabled");
+    snprintf(dotted, sizeof(dotted), "plugins.%s.enabled", name);
+    if (!config_is_null(enabled) && (enabled->kind != YAML_TREE_SCALAR ||
+                                     units_parse_bool(enabled->value, &plugin->enabled) != 0))
+        config_report_type(chk, enabled, dotted, "true or false");
+
+    const yaml_tree_node *options = yaml_tree_map_get(entry, "options");
+    snprintf(dotted, sizeof(dotted), "plugins.%s.options", name);
+    if (!config_is_null(options) && options->kind != YAML_TREE_MAP)
+        config_report_type(chk, options, dotted, "a mapping");
+    else if (!config_is_null(options))
+        plugin->options = options;
+}
+
+static void config_plugin_entry(config_checker *chk, const yaml_tree_node *plugins, size_t index)
+{
+    const char *name = plugins->keys[index];
+    const yaml_tree_node *entry = plugins->items[index];
+    config_where where = config_where_key(plugins, index);
+    char dotted[128];
+    snprintf(dotted, sizeof(dotted), "plugins.%.80s", name);
+    if (!config_valid_plugin_name(name)) {
+        config_report(chk, where, dotted,
+                      "plugin names are 1 to %d characters of a-z, 0-9 and '_'",
+                      CONFIG_PLUGIN_NAME_MAX);
+        return;
+    }
+    if (!config_is_null(entry) && entry->kind != YAML_TREE_MAP) {
+        config_report_type(chk, entry, dotted, "a mapping");
+        return;
+    }
+    config_plugin *plugin = &chk->cfg->plugins[chk->cfg->plugin_count];
+    *plugin = (config_plugin){.enabled = 1, .file = where.file, .line = where.line,
+                              .column = where.column};
+    plugin->name = strdup(name);
+    char file_name[CONFIG_PLUGIN_NAME_MAX + 4];
+    snprintf(file_name, sizeof(file_name), "%s.so", name);
+    plugin->path = config_join_path(chk->cfg->plugin_directory, file_name);
+    chk->cfg->plugin_count++;
+    if (plugin->name == NULL || plugin->path == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    if (!config_is_null(entry))
+        config_plugin_settings(chk, entry, name, plugin);
+}
+
+static void config_check_plugins(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *plugins = config_section(chk, root, "plugins", "plugins");
+    if (plugins == NULL || plugins->count == 0)
+        return;
+    chk->cfg->plugins = calloc(plugins->count, sizeof(*chk->cfg->plugins));
+    if (chk->cfg->plugins == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    for (size_t i = 0; i < plugins->count; i++)
+        config_plugin_entry(chk, plugins, i);
+}
+
+static const config_plugin *config_find_plugin(const config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->plugin_count; i++)
+        if (strcmp(cfg->plugins[i].name, name) == 0)
+            return &cfg->plugins[i];
+    return NULL;
+}
+
+static int config_chain_item(config_checker *chk, const yaml_tree_node *chain, size_t index)
+{
+    const yaml_tree_node *item = chain->items[index];
+    char dotted[64];
+    snprintf(dotted, sizeof(dotted), "auth.chain[%zu]", index);
+    if (item->kind != YAML_TREE_SCALAR || config_is_null(item)) {
+        config_report_type(chk, item, dotted, "a plugin name");
+        return -1;
+    }
+    const config_plugin *plugin = config_find_plugin(chk->cfg, item->value);
+    if (plugin == NULL) {
+        config_report(chk, config_where_node(item), dotted,
+                      "'%.80s' is not a configured plugin (add it under plugins:)", item->value);
+        return -1;
+    }
+    if (!plugin->enabled) {
+        config_report(chk, config_where_node(item), dotted, "plugin '%s' is disabled",
+                      plugin->name);
+        return -1;
+    }
+    for (size_t i = 0; i < chk->cfg->auth_chain_count; i++) {
+        if (strcmp(chk->cfg->auth_chain[i], item->value) == 0) {
+            config_report(chk, config_where_node(item), dotted, "'%s' is listed twice",
+                          item->value);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void config_check_auth(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *auth = config_section(chk, root, "auth", "auth");
+    if (auth == NULL)
+        return;
+    config_check_keys(chk, auth, "auth", config_auth_keys);
+    const yaml_tree_node *chain = yaml_tree_map_get(auth, "chain");
+    if (config_is_null(chain))
+        return;
+    if (chain->kind != YAML_TREE_SEQUENCE) {
+        config_report_type(chk, chain, "auth.chain", "a sequence of plugin names");
+        return;
+    }
+    if (chain->count == 0)
+        return;
+    chk->cfg->auth_chain = calloc(chain->count, sizeof(char *));
+    if (chk->cfg->auth_chain == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    for (size_t i = 0; i < chain->count; i++) {
+        if (config_chain_item(chk, chain, i) != 0)
+            continue;
+        char *name = strdup(chain->items[i]->value);
+        if (name == NULL) {
+            config_report_oom(chk);
+            return;
+        }
+        chk->cfg->auth_chain[chk->cfg->auth_chain_count++] = name;
+    }
+}
+
+/* ---- assembling ---- */
+
+static int config_set_defaults(config *cfg, const char *plugin_directory_default)
+{
+    cfg->listen = calloc(1, sizeof(char *));
+    if (cfg->listen == NULL || (cfg->listen[0] = strdup(CONFIG_DEFAULT_LISTEN)) == NULL)
+        return -1;
+    cfg->listen_count = 1;
+    cfg->max_body_bytes = 1024u * 1024u;
+    cfg->max_header_bytes = 16u * 1024u;
+    cfg->request_timeout_ms = 30u * 1000u;
+    cfg->drain_timeout_ms = 10u * 1000u;
+    cfg->log_level = SP_LOG_INFO;
+    cfg->log_format = LOG_FORMAT_KV;
+    cfg->state_directory = strdup(CONFIG_DEFAULT_STATE_DIRECTORY);
+    cfg->plugin_directory =
+        strdup(plugin_directory_default != NULL ? plugin_directory_default : PLUGINDIR);
+    return cfg->state_directory != NULL && cfg->plugin_directory != NULL ? 0 : -1;
+}
+
+static void config_check_root(config_checker *chk, const yaml_tree_node *root)
+{
+    if (root->kind != YAML_TREE_MAP) {
+        char text[80];
+        diag_add_at(chk->problems, root->file, root->line, root->column,
+                    "top level: expected a mapping, got %s",
+                    config_describe(root, text, sizeof(text)));
+        return;
+    }
+    config_check_keys(chk, root, NULL, config_top_keys);
+    config_check_server(chk, root);
+    config_check_log(chk, root);
+    config_check_state(chk, root);
+    config_check_plugin_directory(chk, root); /* before plugins: their default paths */
+    config_check_plugins(chk, root);
+    config_check_auth(chk, root);
+}
+
+/* Takes `root`; builds and checks the config; -1 when any problem was added. */
+static int config_build(const char *source, yaml_tree_node *root, const char *plugin_directory,
+                        config **out, diag_list *problems, size_t problems_before)
+{
+    config *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL) {
+        yaml_tree_free(root);
+        diag_add(problems, "%s: out of memory while reading the configuration", source);
+        return -1;
+    }
+    cfg->root = root;
+    config_checker chk = {.cfg = cfg, .problems = problems};
+    cfg->source_path = strdup(source);
+    if (cfg->source_path == NULL || config_set_defaults(cfg, plugin_directory) != 0)
+        config_report_oom(&chk);
+    else if (root != NULL)
+        config_check_root(&chk, root);
+    if (root == NULL || problems->count > problems_before) {
+        config_free(cfg);
+        return -1;
+    }
+    *out = cfg;
+    return 0;
+}
+
+static int config_compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int config_is_dropin_name(const char *name)
+{
+    size_t len = strlen(name);
+    return name[0] != '.' && len > 5 && strcmp(name + len - 5, ".yaml") == 0;
+}
+
+/* The *.yaml names in `directory`, sorted; *names NULL when there is none. */
+static int config_list_dropins(const char *directory, char ***names, size_t *count,
+                               diag_list *problems)
+{
+    *names = NULL;
+    *count = 0;
+    DIR *dir = opendir(directory);
+    if (dir == NULL) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        diag_add(problems, "%s: cannot read: %s", directory, strerror(errno));
+        return -1;
+    }
+    size_t capacity = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (!config_is_dropin_name(entry->d_name))
+            continue;
+        if (*count == capacity) {
+            capacity = capacity ? capacity * 2 : 8;
+            char **grown = realloc(*names, capacity * sizeof(*grown));
+            if (grown == NULL)
+                goto fail;
+            *names = grown;
+        }
+        if (((*names)[*count] = strdup(entry->d_name)) == NULL)
+            goto fail;
+        (*count)++;
+    }
+    closedir(dir);
+    if (*count > 1)
+        qsort(*names, *count, sizeof(**names), config_compare_names);
+    return 0;
+fail:
+    closedir(dir);
+    diag_add(problems, "%s: out of memory while listing drop-ins", directory);
+    return -1;
+}
+
+/* Parses and merges each drop-in; `root` may be NULL (main file broken). */
+static void config_merge_dropins(const char *path, yaml_tree_node *root, diag_list *problems)
+{
+    char *base = config_dirname(path);
+    char *directory = base ? config_join_path(base, "conf.d") : NULL;
+    char **names = NULL;
+    size_t count = 0;
+    char err[CONFIG_ERROR_SIZE];
+    if (directory == NULL) {
+        diag_add(problems, "%s: out of memory while reading drop-ins", path);
+        goto done;
+    }
+    config_list_dropins(directory, &names, &count, problems);
+    for (size_t i = 0; i < count; i++) {
+        char *file = config_join_path(directory, names[i]);
+        yaml_tree_node *overlay = NULL;
+        if (file == NULL)
+            diag_add(problems, "%s: out of memory while reading drop-ins", path);
+        else if (yaml_tree_parse_file(file, &overlay, err, sizeof(err)) != 0)
+            diag_add(problems, "%s", err);
+        else if (root == NULL)
+            yaml_tree_free(overlay);
+        else if (yaml_tree_merge(root, overlay, err, sizeof(err)) != 0)
+            diag_add(problems, "%s", err);
+        free(file);
+    }
+done:
+    config_free_strings(names, count);
+    free(directory);
+    free(base);
+}
+
+int config_load(const char *path, const char *plugin_directory_default, config **out,
+                diag_list *problems)
+{
+    char err[CONFIG_ERROR_SIZE];
+    yaml_tree_node *root = NULL;
+    size_t before = problems->count;
+    *out = NULL;
+    if (yaml_tree_parse_file(path, &root, err, sizeof(err)) != 0)
+        diag_add(problems, "%s", err);
+    if (root != NULL && root->kind != YAML_TREE_MAP) {
+        /* Report it now: a merge into a non-mapping would only repeat it. */
+        config_build(path, root, plugin_directory_default, out, problems, before);
+        return -1;
+    }
+    config_merge_dropins(path, root, problems);
+    return config_build(path, root, plugin_directory_default, out, problems, before);
+}
+
+int config_load_buffer(const char *name, const char *data, size_t len,
+                       const char *plugin_directory_default, config **out, diag_list *problems)
+{
+    char err[CONFIG_ERROR_SIZE];
+    yaml_tree_node *root = NULL;
+    size_t before = problems->count;
+    *out = NULL;
+    if (yaml_tree_parse_buffer(name, data, len, &root, err, sizeof(err)) != 0)
+        diag_add(problems, "%s", err);
+    return config_build(name, root, plugin_directory_default, out, problems, before);
+}
+
+void config_free(config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    config_free_strings(cfg->listen, cfg->listen_count);
+    free(cfg->state_directory);
+    free(cfg->database_path);
+    free(cfg->plugin_directory);
+    for (size_t i = 0; i < cfg->plugin_count; i++) {
+        free(cfg->plugins[i].name);
+        free(cfg->plugins[i].path);
+    }
+    free(cfg->plugins);
+    config_free_strings(cfg->auth_chain, cfg->auth_chain_count);
+    free(cfg->source_path);
+    yaml_tree_free(cfg->root);
+    free(cfg);
+}

@@ -1,12 +1,13 @@
 /*
  * config.h - the daemon's configuration, typed.
  *
- * config_load() reads the main YAML file, merges conf.d/*.yaml beside it in
- * name order (see yaml_tree_merge), then checks every key against the core
- * schema: unknown keys, wrong types and bad values are all collected into a
- * diag_list with file:line:column and the dotted key, so --check-config can
- * print every problem at once.  Plugin options stay as YAML nodes here;
- * the plugin host validates them against each plugin's own table.
+ * config_load() reads the main YAML file, merges every *.yaml in conf.d/
+ * beside it in name order (see yaml_tree_merge), then checks every key
+ * against the core schema: unknown keys, wrong types and bad values are
+ * all collected into a diag_list with file:line:column and the dotted key,
+ * so --check-config can print every problem at once.  Plugin options stay
+ * as YAML nodes here; the plugin host validates them against each plugin's
+ * own table.
  *
  * The schema (etc/sparkplane.yaml documents every key):
  *

@@ -30,6 +30,7 @@ typedef struct daemon_state {
     int ready;                      /* store open and plugins initialised */
     int draining;
     double started_at;              /* unix seconds */
+    double drain_started_at;        /* monotonic seconds */
     struct event *sighup;
     struct event *sigterm;
     struct event *sigint;

@@ -16,6 +16,7 @@ core_libsparkplane_core_la_SOURCES = \
 	core/process.c core/process.h \
 	core/metrics.c core/metrics.h \
 	core/notify.c core/notify.h \
+	core/http_guard.c core/http_guard.h \
 	core/rest.c core/rest.h \
 	core/rest_system.c \
 	core/daemon.c core/daemon.h

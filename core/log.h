@@ -24,7 +24,8 @@ int log_format_parse(const char *text, log_format *out);
 /* A free-text message. */
 void log_msg(sp_log_level level, const char *subsystem, const char *fmt, ...)
     SP_PRINTF(3, 4);
-void log_vmsg(sp_log_level level, const char *subsystem, const char *fmt, va_list ap);
+void log_vmsg(sp_log_level level, const char *subsystem, const char *fmt, va_list ap)
+    SP_PRINTF(3, 0);
 
 /*
  * A message with extra fields: pairs of (key, value) strings ended by NULL.
@@ -33,6 +34,7 @@ void log_vmsg(sp_log_level level, const char *subsystem, const char *fmt, va_lis
 void log_fields(sp_log_level level, const char *subsystem, const char *message, ...);
 
 /* Same, with "plugin" as the tag key instead of "subsystem". */
-void log_plugin(sp_log_level level, const char *plugin, const char *fmt, va_list ap);
+void log_plugin(sp_log_level level, const char *plugin, const char *fmt, va_list ap)
+    SP_PRINTF(3, 0);
 
 #endif

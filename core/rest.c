@@ -1,1 +1,524 @@
-/* placeholder: being written */
+/*
+ * rest.c - the REST server: listeners, routing, authentication, answers.
+ *
+ * evhttp parses HTTP/1.1; one generic callback matches the decoded path
+ * against the route table ("/api/v1/jobs/{id}": literal segments and
+ * captures), authenticates routes that need it through the auth chain, and
+ * calls the handler with a heap-allocated rest_request.  The handler answers
+ * with rest_reply_json/rest_reply_error, now or later from the loop; the
+ * reply records the per-route metrics and frees the request.
+ *
+ * Limits: http_guard.c answers oversized headers (431), bodies (413) and
+ * slow requests (408) before evhttp parses them.
+ */
+#include "rest.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth_chain.h"
+#include "daemon.h"
+#include "http_guard.h"
+#include "log.h"
+#include "metrics.h"
+
+#define REST_MAX_ROUTES 128
+#define REST_MAX_PARAMS 8
+#define REST_MAX_PATH 2048
+
+typedef struct rest_route {
+    char *method;           /* NULL: any */
+    char *pattern;
+    rest_auth auth;
+    rest_handler_fn handler;
+} rest_route;
+
+typedef struct rest_listener {
+    char *address;
+    struct evhttp_bound_socket *handle;
+} rest_listener;
+
+struct rest_server {
+    daemon_state *daemon;
+    struct evhttp *http;
+    rest_route routes[REST_MAX_ROUTES];
+    size_t route_count;
+    rest_listener *listeners;
+    size_t listener_count;
+    http_guard_limits limits;
+    size_t in_flight;
+};
+
+/* What a handler holds until it replies. */
+typedef struct rest_call {
+    rest_request request;
+    rest_server *server;
+    struct timespec started;
+    char *path;
+    char *params[REST_MAX_PARAMS];
+    sp_principal principal;
+} rest_call;
+
+static void rest_on_request(struct evhttp_request *req, void *arg);
+
+rest_server *rest_server_new(daemon_state *daemon)
+{
+    rest_server *server = calloc(1, sizeof(*server));
+    if (server == NULL)
+        return NULL;
+    server->daemon = daemon;
+    server->http = evhttp_new(daemon->base);
+    if (server->http == NULL) {
+        free(server);
+        return NULL;
+    }
+    evhttp_set_allowed_methods(server->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                                 EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                                 EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+    evhttp_set_default_content_type(server->http, "application/json");
+    evhttp_set_gencb(server->http, rest_on_request, server);
+    http_guard_install(server->http, &server->limits);
+    return server;
+}
+
+void rest_server_free(rest_server *server)
+{
+    if (server == NULL)
+        return;
+    evhttp_free(server->http);
+    for (size_t i = 0; i < server->route_count; i++) {
+        free(server->routes[i].method);
+        free(server->routes[i].pattern);
+    }
+    for (size_t i = 0; i < server->listener_count; i++)
+        free(server->listeners[i].address);
+    free(server->listeners);
+    free(server);
+}
+
+/* ---- listeners ------------------------------------------------------- */
+
+static int rest_listener_index(const rest_server *server, const char *address)
+{
+    for (size_t i = 0; i < server->listener_count; i++)
+        if (strcmp(server->listeners[i].address, address) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int rest_config_has(const config *cfg, const char *address)
+{
+    for (size_t i = 0; i < cfg->listen_count; i++)
+        if (strcmp(cfg->listen[i], address) == 0)
+            return 1;
+    return 0;
+}
+
+/* Binds every address of cfg not bound yet; on failure unbinds those. */
+static int rest_bind_new(rest_server *server, const config *cfg, rest_listener *added,
+                         size_t *added_count, diag_list *problems)
+{
+    for (size_t i = 0; i < cfg->listen_count; i++) {
+        const char *address = cfg->listen[i];
+        char host[256];
+        int port;
+        if (rest_listener_index(server, address) >= 0)
+            continue;
+        if (config_split_listen(address, host, sizeof(host), &port) != 0) {
+            diag_add(problems, "server.listen: '%s' is not host:port", address);
+            return -1;
+        }
+        errno = 0;
+        struct evhttp_bound_socket *h =
+            evhttp_bind_socket_with_handle(server->http, host, (ev_uint16_t)port);
+        if (h == NULL) {
+            diag_add(problems, "server.listen: cannot listen on %s: %s", address,
+                     errno ? strerror(errno) : "bind failed");
+            return -1;
+        }
+        added[*added_count].address = strdup(address);
+        added[*added_count].handle = h;
+        (*added_count)++;
+    }
+    return 0;
+}
+
+int rest_server_configure(rest_server *server, const config *cfg, diag_list *problems)
+{
+    rest_listener *added = calloc(cfg->listen_count + 1, sizeof(*added));
+    size_t added_count = 0;
+    if (added == NULL)
+        return -1;
+    if (rest_bind_new(server, cfg, added, &added_count, problems) != 0) {
+        for (size_t i = 0; i < added_count; i++) {
+            evhttp_del_accept_socket(server->http, added[i].handle);
+            free(added[i].address);
+        }
+        free(added);
+        return -1;
+    }
+
+    /* Keep listeners still configured, close the others, append the new. */
+    rest_listener *next = calloc(cfg->listen_count + 1, sizeof(*next));
+    size_t next_count = 0;
+    if (next == NULL) {
+        free(added);
+        return -1;
+    }
+    for (size_t i = 0; i < server->listener_count; i++) {
+        if (rest_config_has(cfg, server->listeners[i].address)) {
+            next[next_count++] = server->listeners[i];
+        } else {
+            log_msg(SP_LOG_INFO, "rest", "closing listener %s", server->listeners[i].address);
+            evhttp_del_accept_socket(server->http, server->listeners[i].handle);
+            free(server->listeners[i].address);
+        }
+    }
+    for (size_t i = 0; i < added_count; i++) {
+        log_msg(SP_LOG_INFO, "rest", "listening on %s", added[i].address);
+        next[next_count++] = added[i];
+    }
+    free(added);
+    free(server->listeners);
+    server->listeners = next;
+    server->listener_count = next_count;
+
+    /*
+     * The guard answers 431/413/408 first; evhttp's own limits stay as a
+     * backstop (chunked bodies) and close idle keep-alive connections a
+     * little after the guard's deadline.
+     */
+    server->limits.max_header_bytes = (size_t)cfg->max_header_bytes;
+    server->limits.max_body_bytes = cfg->max_body_bytes;
+    server->limits.request_timeout_ms = cfg->request_timeout_ms;
+    evhttp_set_max_body_size(server->http, (ev_ssize_t)cfg->max_body_bytes);
+    evhttp_set_max_headers_size(server->http, (ev_ssize_t)cfg->max_header_bytes * 2);
+    uint64_t idle_ms = cfg->request_timeout_ms + 1000;
+    struct timeval timeout = {.tv_sec = (time_t)(idle_ms / 1000),
+                              .tv_usec = (suseconds_t)(idle_ms % 1000) * 1000};
+    evhttp_set_timeout_tv(server->http, &timeout);
+    return 0;
+}
+
+void rest_server_close_listeners(rest_server *server)
+{
+    for (size_t i = 0; i < server->listener_count; i++) {
+        evhttp_del_accept_socket(server->http, server->listeners[i].handle);
+        free(server->listeners[i].address);
+    }
+    server->listener_count = 0;
+}
+
+size_t rest_server_in_flight(const rest_server *server)
+{
+    return server->in_flight;
+}
+
+/* ---- routes ---------------------------------------------------------- */
+
+int rest_route_add(rest_server *server, const char *method, const char *pattern, rest_auth auth,
+                   rest_handler_fn handler)
+{
+    if (server->route_count == REST_MAX_ROUTES || pattern[0] != '/')
+        return -1;
+    rest_route *r = &server->routes[server->route_count];
+    r->method = method ? strdup(method) : NULL;
+    r->pattern = strdup(pattern);
+    r->auth = auth;
+    r->handler = handler;
+    server->route_count++;
+    return 0;
+}
+
+/*
+ * Matches "/a/{x}/b" against "/a/42/b", capturing "42".  Returns 1 on a
+ * match; captures are malloc'd into params.
+ */
+static int rest_match(const char *pattern, const char *path, char **params, size_t *param_count)
+{
+    const char *p = pattern, *s = path;
+    *param_count = 0;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *end_p = strchr(p, '}');
+            const char *end_s = strchrnul(s, '/');
+            if (end_p == NULL || end_s == s || *param_count == REST_MAX_PARAMS)
+                goto no_match;
+            params[(*param_count)++] = strndup(s, (size_t)(end_s - s));
+            p = end_p + 1;
+            s = end_s;
+            continue;
+        }
+        if (*p != *s)
+            goto no_match;
+        p++;
+        s++;
+    }
+    if (*p == '\0' && *s == '\0')
+        return 1;
+no_match:
+    for (size_t i = 0; i < *param_count; i++)
+        free(params[i]);
+    *param_count = 0;
+    return 0;
+}
+
+static const char *rest_method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    default:
+        return "OTHER";
+    }
+}
+
+/* ---- answers --------------------------------------------------------- */
+
+json_t *rest_error_body(const char *code, const char *message, json_t *details)
+{
+    json_t *error = json_pack("{s:s, s:s}", "code", code ? code : "internal",
+                              "message", message ? message : "");
+    if (error == NULL) {
+        json_decref(details);
+        return NULL;
+    }
+    if (details != NULL)
+        json_object_set_new(error, "details", details);
+    return json_pack("{s:o}", "error", error);
+}
+
+static void rest_record(rest_call *call, int status)
+{
+    char labels[512];
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double seconds = (double)(now.tv_sec - call->started.tv_sec) +
+                     (double)(now.tv_nsec - call->started.tv_nsec) / 1e9;
+    const char *method = rest_method_name(evhttp_request_get_command(call->request.http));
+
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"",
+             call->request.route, method, status);
+    metrics_add(metrics_register(SP_METRIC_COUNTER, "sparkplane_http_requests_total",
+                                 "REST requests by route, method and status.", labels),
+                1);
+    snprintf(labels, sizeof(labels), "route=\"%s\"", call->request.route);
+    metrics_observe(metrics_register(SP_METRIC_HISTOGRAM,
+                                     "sparkplane_http_request_duration_seconds",
+                                     "REST request latency by route.", labels),
+                    seconds);
+    if (status >= 500 || log_current_level() >= SP_LOG_DEBUG) {
+        char status_text[16], ms_text[32];
+        snprintf(status_text, sizeof(status_text), "%d", status);
+        snprintf(ms_text, sizeof(ms_text), "%.3f", seconds * 1000);
+        log_fields(status >= 500 ? SP_LOG_WARN : SP_LOG_DEBUG, "rest", "request", "method",
+                   method, "path", call->path, "status", status_text, "ms", ms_text, NULL);
+    }
+}
+
+static void rest_call_free(rest_call *call)
+{
+    for (size_t i = 0; i < call->request.param_count; i++)
+        free(call->params[i]);
+    free(call->path);
+    free(call);
+}
+
+static void rest_finish(rest_request *request, int status, const char *reason,
+                        struct evbuffer *body)
+{
+    rest_call *call = (rest_call *)request;
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(request->http);
+    if (evhttp_find_header(headers, "Content-Type") == NULL)
+        evhttp_add_header(headers, "Content-Type", "application/json");
+    if (call->server->daemon->draining)
+        evhttp_add_header(headers, "Connection", "close");
+    evhttp_send_reply(request->http, status, reason, body);
+    rest_record(call, status);
+    call->server->in_flight--;
+    rest_call_free(call);
+}
+
+static const char *rest_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return status < 400 ? "OK" : "Error";
+    }
+}
+
+void rest_reply_json(rest_request *request, int status, json_t *body)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (body != NULL) {
+        char *text = json_dumps(body, JSON_COMPACT);
+        if (text != NULL) {
+            evbuffer_add(out, text, strlen(text));
+            evbuffer_add(out, "\n", 1);
+            free(text);
+        }
+        json_decref(body);
+    }
+    rest_finish(request, status, rest_reason(status), out);
+    evbuffer_free(out);
+}
+
+void rest_reply_error(rest_request *request, int status, const char *code, const char *message,
+                      json_t *details)
+{
+    rest_reply_json(request, status, rest_error_body(code, message, details));
+}
+
+void rest_reply_text(rest_request *request, int status, const char *content_type,
+                     struct evbuffer *body)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(request->http), "Content-Type",
+                      content_type);
+    rest_finish(request, status, rest_reason(status), body);
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+static int rest_authenticate(rest_call *call)
+{
+    daemon_state *daemon = call->server->daemon;
+    struct evhttp_connection *conn = evhttp_request_get_connection(call->request.http);
+    char peer[128] = "";
+    char err[256];
+    const char *peer_host = NULL;
+    ev_uint16_t peer_port = 0;
+
+    if (conn != NULL) {
+        evhttp_connection_get_peer(conn, (char **)&peer_host, &peer_port);
+        snprintf(peer, sizeof(peer), "%s:%u", peer_host ? peer_host : "?", peer_port);
+    }
+    sp_auth_request auth = {
+        .size = sizeof(auth),
+        .transport = SP_AUTH_REST,
+        .authorization = evhttp_find_header(
+            evhttp_request_get_input_headers(call->request.http), "Authorization"),
+        .peer_address = peer,
+    };
+    int status = auth_chain_authenticate(daemon->plugins, daemon->cfg->auth_chain,
+                                         daemon->cfg->auth_chain_count, &auth,
+                                         &call->principal, err, sizeof(err));
+    if (status == SP_OK) {
+        call->request.principal = &call->principal;
+        return 0;
+    }
+    log_fields(SP_LOG_INFO, "rest", "authentication failed", "peer", peer, "path", call->path,
+               "reason", err, NULL);
+    evhttp_add_header(evhttp_request_get_output_headers(call->request.http),
+                      "WWW-Authenticate", "Bearer realm=\"sparkplane\"");
+    rest_reply_error(&call->request, 401, "unauthenticated", err, NULL);
+    return -1;
+}
+
+static const rest_route *rest_find(rest_server *server, rest_call *call, const char *method,
+                                   int *path_known)
+{
+    *path_known = 0;
+    for (size_t i = 0; i < server->route_count; i++) {
+        rest_route *r = &server->routes[i];
+        size_t count = 0;
+        if (!rest_match(r->pattern, call->path, call->params, &count))
+            continue;
+        *path_known = 1;
+        if (r->method == NULL || strcmp(r->method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
+            call->request.param_count = count;
+            return r;
+        }
+        for (size_t j = 0; j < count; j++)
+            free(call->params[j]);
+    }
+    return NULL;
+}
+
+static void rest_on_request(struct evhttp_request *req, void *arg)
+{
+    rest_server *server = arg;
+    rest_call *call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &call->started);
+    call->server = server;
+    call->request.http = req;
+    call->request.daemon = server->daemon;
+    call->request.route = "unmatched";
+    call->request.params = (const char *const *)call->params;
+    server->in_flight++;
+
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+    size_t decoded_len = 0;
+    call->path = raw_path ? evhttp_uridecode(raw_path, 0, &decoded_len) : NULL;
+    if (call->path == NULL || decoded_len > REST_MAX_PATH || call->path[0] != '/' ||
+        strlen(call->path) != decoded_len) {
+        /* An encoded NUL would cut the path short: refuse rather than guess. */
+        if (call->path == NULL)
+            call->path = strdup("");
+        rest_reply_error(&call->request, 400, "invalid_path", "the request path is not valid",
+                         NULL);
+        return;
+    }
+
+    const char *method = rest_method_name(evhttp_request_get_command(req));
+    int path_known;
+    const rest_route *route = rest_find(server, call, method, &path_known);
+    if (route == NULL) {
+        if (path_known)
+            rest_reply_error(&call->request, 405, "method_not_allowed",
+                             "this method is not allowed on this path", NULL);
+        else
+            rest_reply_error(&call->request, 404, "not_found", "no such route", NULL);
+        return;
+    }
+    call->request.route = route->pattern;
+    if (route->auth == REST_AUTHENTICATED && rest_authenticate(call) != 0)
+        return;
+    route->handler(&call->request);
+}

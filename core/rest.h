@@ -57,8 +57,14 @@ void rest_reply_json(rest_request *request, int status, json_t *body);
 /* {"error":{"code","message","details"?}} with the status; details may be NULL (stolen). */
 void rest_reply_error(rest_request *request, int status, const char *code, const char *message,
                       json_t *details);
+/* A non-JSON answer (Prometheus text on /metrics); `body` is drained. */
+void rest_reply_text(rest_request *request, int status, const char *content_type,
+                     struct evbuffer *body);
 /* Builds the error document (unit tests). */
 json_t *rest_error_body(const char *code, const char *message, json_t *details);
+
+/* The daemon's own routes: /healthz, /readyz, /metrics, /api/v1/version, /api/v1/whoami. */
+void rest_system_routes(rest_server *server);
 
 /* Requests in flight (drain). */
 size_t rest_server_in_flight(const rest_server *server);

@@ -32,6 +32,15 @@ void store_close(store *s);
 /* PRAGMA user_version of the open database. */
 int store_schema_version(store *s);
 
+/* The connection settings in force (diagnostics and tests). */
+typedef struct store_settings {
+    char journal_mode[16]; /* "wal" ("memory" for ":memory:") */
+    int foreign_keys;      /* 1 when enforced */
+    int busy_timeout_ms;
+    int synchronous;       /* 1 = NORMAL */
+} store_settings;
+int store_settings_read(store *s, store_settings *out);
+
 /* Cheap liveness check for /readyz: 0 when a trivial query answers. */
 int store_ping(store *s);
 
@@ -44,7 +53,7 @@ int store_kv_get(store *s, const char *plugin, const char *key, char **value_out
 /* 0 deleted, 1 absent, -1 error. */
 int store_kv_delete(store *s, const char *plugin, const char *key);
 
-/* The names of the tables a migration created (tests). */
+/* Whether a migration created `table` (tests): 1 yes, 0 no, -1 error. */
 int store_table_exists(store *s, const char *table);
 
 #endif

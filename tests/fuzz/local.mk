@@ -1,1 +1,48 @@
-# tests/fuzz/local.mk
+# tests/fuzz/local.mk - libFuzzer targets for the config parsers.
+#
+# Each target is one fuzz_<name>.c defining LLVMFuzzerTestOneInput().  It is
+# built two ways:
+#  - always: tests/fuzz/replay_<name>, the target plus replay_main.c, which
+#    feeds every seed in tests/fuzz/corpus/<name>/ to it once.  These are
+#    ordinary check programs, so `make check` replays the corpora (under
+#    ASan/UBSan when configured with --enable-asan --enable-ubsan).
+#  - with ./configure --enable-fuzz CC=clang: tests/fuzz/fuzz_<name>, a real
+#    libFuzzer binary.  The parsers it reaches are compiled into it again
+#    with coverage instrumentation, so the fuzzer sees inside them:
+#      make tests/fuzz/fuzz_yaml_config
+#      ./tests/fuzz/fuzz_yaml_config -max_total_time=60 corpus-copy/ \
+#          $(srcdir)/tests/fuzz/corpus/yaml_config
+EXTRA_DIST += tests/fuzz/corpus
+
+REPLAY_COMPILE_FLAGS = $(AM_CFLAGS) $(core_libsparkplane_core_la_CFLAGS)
+fuzz_replays = tests/fuzz/replay_yaml_config tests/fuzz/replay_units
+check_PROGRAMS += $(fuzz_replays)
+TESTS += $(fuzz_replays)
+
+tests_fuzz_replay_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c tests/fuzz/replay_main.c
+tests_fuzz_replay_yaml_config_CFLAGS = $(REPLAY_COMPILE_FLAGS) \
+	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/yaml_config"'
+tests_fuzz_replay_yaml_config_LDADD = core/libsparkplane_core.la
+
+tests_fuzz_replay_units_SOURCES = tests/fuzz/fuzz_units.c tests/fuzz/replay_main.c
+tests_fuzz_replay_units_CFLAGS = $(REPLAY_COMPILE_FLAGS) \
+	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/units"'
+tests_fuzz_replay_units_LDADD = core/libsparkplane_core.la
+
+if ENABLE_FUZZ
+FUZZER_COMPILE_FLAGS = $(AM_CFLAGS) $(YAML_CFLAGS) -g -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined
+FUZZER_LINK_FLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_config_sources = core/config.c core/yaml_tree.c core/units.c core/diag.c core/log.c \
+	core/plugin_options.c
+check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units
+
+tests_fuzz_fuzz_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c $(fuzz_config_sources)
+tests_fuzz_fuzz_yaml_config_CFLAGS = $(FUZZER_COMPILE_FLAGS)
+tests_fuzz_fuzz_yaml_config_LDFLAGS = $(FUZZER_LINK_FLAGS)
+tests_fuzz_fuzz_yaml_config_LDADD = $(YAML_LIBS)
+
+tests_fuzz_fuzz_units_SOURCES = tests/fuzz/fuzz_units.c core/units.c
+tests_fuzz_fuzz_units_CFLAGS = $(FUZZER_COMPILE_FLAGS)
+tests_fuzz_fuzz_units_LDFLAGS = $(FUZZER_LINK_FLAGS)
+endif

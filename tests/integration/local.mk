@@ -1,1 +1,24 @@
-# tests/integration/local.mk
+# tests/integration/local.mk - the real daemon under pytest (see tests/integration/README.md).
+#
+# run.sh is one automake test: it runs the whole pytest suite against the
+# daemon and plugins of this build tree, and skips (77) when pytest or
+# requests is missing unless SPARKPLANE_REQUIRE_INTEGRATION=1.
+# AM_TESTS_ENVIRONMENT serves the whole Makefile; it is defined here only.
+AM_TESTS_ENVIRONMENT = abs_top_builddir='$(abs_top_builddir)' abs_top_srcdir='$(abs_top_srcdir)'; \
+	export abs_top_builddir abs_top_srcdir;
+
+TESTS += tests/integration/run.sh
+dist_noinst_SCRIPTS += tests/integration/run.sh
+EXTRA_DIST += \
+	tests/integration/README.md \
+	tests/integration/conftest.py \
+	tests/integration/helpers.py \
+	tests/integration/test_auth.py \
+	tests/integration/test_cli.py \
+	tests/integration/test_concurrency.py \
+	tests/integration/test_errors.py \
+	tests/integration/test_lifecycle.py \
+	tests/integration/test_limits.py \
+	tests/integration/test_reload.py \
+	tests/integration/test_system.py
+# make check builds `all` (sparkplaned, the plugins) before it runs any test.

@@ -1,3 +1,408 @@
+/*
+ * test_config.c - loading the daemon's configuration as an operator would:
+ * defaults, a file that sets everything, conf.d drop-ins merged in name
+ * order, and broken files where every problem must be reported at once
+ * with "file:line:column: dotted.key: message".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* By path: a plain "config.h" would find autoconf's header in the build dir. */
+#include "../../core/config.h"
 #include "unit_test.h"
-static const unit_test_case cases[] = {{NULL, NULL}};
+
+#define DATA TEST_SRCDIR "/data"
+
+static diag_list problems;
+
+static void print_problems(void)
+{
+    for (size_t i = 0; i < problems.count; i++)
+        fprintf(stderr, "\n    problem: %s", problems.messages[i]);
+}
+
+static config *load_text(const char *text)
+{
+    config *cfg = NULL;
+    diag_clear(&problems);
+    int rc = config_load_buffer("t.yaml", text, strlen(text), "/plugins", &cfg, &problems);
+    if (rc != 0)
+        print_problems();
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(problems.count, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    return cfg;
+}
+
+/* Loads text that must fail; returns the number of problems. */
+static size_t load_text_fails(const char *text)
+{
+    config *cfg = (config *)&cfg;
+    diag_clear(&problems);
+    CU_ASSERT_EQUAL(config_load_buffer("t.yaml", text, strlen(text), "/plugins", &cfg, &problems),
+                    -1);
+    CU_ASSERT_PTR_NULL(cfg);
+    CU_ASSERT(problems.count > 0);
+    return problems.count;
+}
+
+static int has_problem(const char *expected)
+{
+    for (size_t i = 0; i < problems.count; i++)
+        if (strcmp(problems.messages[i], expected) == 0)
+            return 1;
+    fprintf(stderr, "\n    missing: %s", expected);
+    print_problems();
+    return 0;
+}
+
+static void test_defaults(void)
+{
+    config *cfg = load_text("# nothing set\n");
+    CU_ASSERT_EQUAL_FATAL(cfg->listen_count, 1);
+    CU_ASSERT_STRING_EQUAL(cfg->listen[0], "127.0.0.1:8080");
+    CU_ASSERT_EQUAL(cfg->max_body_bytes, 1024 * 1024);
+    CU_ASSERT_EQUAL(cfg->max_header_bytes, 16 * 1024);
+    CU_ASSERT_EQUAL(cfg->request_timeout_ms, 30000);
+    CU_ASSERT_EQUAL(cfg->drain_timeout_ms, 10000);
+    CU_ASSERT_EQUAL(cfg->log_level, SP_LOG_INFO);
+    CU_ASSERT_EQUAL(cfg->log_format, LOG_FORMAT_KV);
+    CU_ASSERT_STRING_EQUAL(cfg->state_directory, LOCALSTATEDIR "/lib/sparkplane");
+    CU_ASSERT_STRING_EQUAL(cfg->database_path, LOCALSTATEDIR "/lib/sparkplane/sparkplane.db");
+    CU_ASSERT_STRING_EQUAL(cfg->plugin_directory, "/plugins");
+    CU_ASSERT_EQUAL(cfg->plugin_count, 0);
+    CU_ASSERT_EQUAL(cfg->auth_chain_count, 0);
+    CU_ASSERT_STRING_EQUAL(cfg->source_path, "t.yaml");
+    CU_ASSERT_PTR_NOT_NULL(cfg->root);
+    config_free(cfg);
+
+    /* empty sections keep their defaults too */
+    cfg = load_text("server:\nlog: ~\nstate: null\nplugins:\nauth:\n");
+    CU_ASSERT_EQUAL(cfg->request_timeout_ms, 30000);
+    config_free(cfg);
+}
+
+static void test_full_file(void)
+{
+    config *cfg = NULL;
+    diag_clear(&problems);
+    int rc = config_load(DATA "/config_full.yaml", "/unused", &cfg, &problems);
+    print_problems();
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(cfg->listen_count, 2);
+    CU_ASSERT_STRING_EQUAL(cfg->listen[0], "0.0.0.0:9090");
+    CU_ASSERT_STRING_EQUAL(cfg->listen[1], "[::1]:9091");
+    CU_ASSERT_EQUAL(cfg->max_body_bytes, 2 * 1024 * 1024);
+    CU_ASSERT_EQUAL(cfg->max_header_bytes, 8 * 1024);
+    CU_ASSERT_EQUAL(cfg->request_timeout_ms, 60000);
+    CU_ASSERT_EQUAL(cfg->drain_timeout_ms, 0);
+    CU_ASSERT_EQUAL(cfg->log_level, SP_LOG_DEBUG);
+    CU_ASSERT_EQUAL(cfg->log_format, LOG_FORMAT_JSON);
+    CU_ASSERT_STRING_EQUAL(cfg->state_directory, "/srv/sp");
+    CU_ASSERT_STRING_EQUAL(cfg->database_path, "/srv/sp/db/main.db");
+    CU_ASSERT_STRING_EQUAL(cfg->plugin_directory, "/opt/sp/plugins");
+    CU_ASSERT_STRING_EQUAL(cfg->source_path, DATA "/config_full.yaml");
+
+    CU_ASSERT_EQUAL_FATAL(cfg->plugin_count, 3);
+    config_plugin *token = &cfg->plugins[0];
+    CU_ASSERT_STRING_EQUAL(token->name, "auth_token");
+    CU_ASSERT_STRING_EQUAL(token->path, "/opt/sp/plugins/auth_token.so");
+    CU_ASSERT_TRUE(token->enabled);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(token->options);
+    CU_ASSERT_STRING_EQUAL(yaml_tree_map_get(token->options, "file")->value, "/etc/tokens");
+    CU_ASSERT_STRING_EQUAL(token->file, DATA "/config_full.yaml");
+    CU_ASSERT_EQUAL(token->line, 16);
+    CU_ASSERT_EQUAL(token->column, 3);
+
+    config_plugin *local = &cfg->plugins[1];
+    CU_ASSERT_STRING_EQUAL(local->name, "backend_local");
+    CU_ASSERT_STRING_EQUAL(local->path, DATA "/../local/backend_local.so");
+    CU_ASSERT_FALSE(local->enabled);
+    CU_ASSERT_PTR_NULL(local->options);
+    CU_ASSERT_STRING_EQUAL(cfg->plugins[2].name, "policy_aps"); /* null entry: all defaults */
+    CU_ASSERT_TRUE(cfg->plugins[2].enabled);
+
+    CU_ASSERT_EQUAL_FATAL(cfg->auth_chain_count, 1);
+    CU_ASSERT_STRING_EQUAL(cfg->auth_chain[0], "auth_token");
+    config_free(cfg);
+}
+
+static void test_dropins_merge_in_name_order(void)
+{
+    config *cfg = NULL;
+    diag_clear(&problems);
+    int rc = config_load(DATA "/config_dropins/sparkplane.yaml", "/plugins", &cfg, &problems);
+    print_problems();
+    CU_ASSERT_EQUAL_FATAL(rc, 0); /* .hidden.yaml (broken) and README.txt are skipped */
+    /* 20-server.yaml comes after 10-server.yaml and replaces its sequence */
+    CU_ASSERT_EQUAL_FATAL(cfg->listen_count, 2);
+    CU_ASSERT_STRING_EQUAL(cfg->listen[0], "127.0.0.1:1020");
+    CU_ASSERT_STRING_EQUAL(cfg->listen[1], "127.0.0.1:1021");
+    CU_ASSERT_EQUAL(cfg->request_timeout_ms, 5000); /* main file, untouched */
+    CU_ASSERT_EQUAL(cfg->drain_timeout_ms, 1000);   /* 10-server.yaml */
+    CU_ASSERT_EQUAL(cfg->log_level, SP_LOG_WARN);
+
+    CU_ASSERT_EQUAL_FATAL(cfg->plugin_count, 2);
+    const yaml_tree_node *options = cfg->plugins[0].options;
+    CU_ASSERT_STRING_EQUAL(yaml_tree_map_get(options, "file")->value, "/etc/tokens");
+    const yaml_tree_node *ttl = yaml_tree_map_get(options, "ttl");
+    CU_ASSERT_STRING_EQUAL(ttl->value, "2h");
+    CU_ASSERT_STRING_EQUAL(ttl->file, DATA "/config_dropins/conf.d/20-server.yaml");
+    CU_ASSERT_EQUAL(ttl->line, 6);
+    /* a relative path is taken from the directory of the drop-in that set it */
+    CU_ASSERT_STRING_EQUAL(cfg->plugins[1].path,
+                           DATA "/config_dropins/conf.d/plugins/backend_local.so");
+    CU_ASSERT_STRING_EQUAL(cfg->plugins[1].file, DATA "/config_dropins/conf.d/20-server.yaml");
+    CU_ASSERT_EQUAL(cfg->auth_chain_count, 1);
+    config_free(cfg);
+}
+
+static void test_dropin_problems_are_all_reported(void)
+{
+    config *cfg = (config *)&cfg;
+    diag_clear(&problems);
+    CU_ASSERT_EQUAL(config_load(DATA "/config_bad_dropins/sparkplane.yaml", "/p", &cfg, &problems),
+                    -1);
+    CU_ASSERT_PTR_NULL(cfg);
+    CU_ASSERT_EQUAL(problems.count, 4);
+    CU_ASSERT(has_problem(DATA "/config_bad_dropins/conf.d/10-broken.yaml:3:1: did not find "
+                               "expected ',' or ']' (while parsing a flow sequence at line 2, "
+                               "column 11)"));
+    CU_ASSERT(has_problem(DATA "/config_bad_dropins/conf.d/20-list.yaml:1:1: top level must be "
+                               "a mapping to merge, got a sequence"));
+    CU_ASSERT(has_problem(DATA "/config_bad_dropins/sparkplane.yaml:2:20: "
+                               "server.request_timeout: expected a duration such as 250ms, 30s, "
+                               "5m, 2h or 7d, got '30'"));
+    CU_ASSERT(has_problem(DATA "/config_bad_dropins/conf.d/30-typo.yaml:2:3: log.levle: unknown "
+                               "key 'levle' in log; known keys: level, format"));
+}
+
+static void test_unreadable_main_file(void)
+{
+    config *cfg = (config *)&cfg;
+    diag_clear(&problems);
+    CU_ASSERT_EQUAL(config_load(DATA "/config_missing.yaml", "/p", &cfg, &problems), -1);
+    CU_ASSERT_PTR_NULL(cfg);
+    CU_ASSERT_EQUAL(problems.count, 1);
+    CU_ASSERT(has_problem(DATA "/config_missing.yaml: cannot read: No such file or directory"));
+}
+
+static void test_every_problem_is_collected(void)
+{
+    size_t count = load_text_fails("server:\n"                             /* 1 */
+                                   "  listen: {a: 1}\n"                    /* 2 */
+                                   "  max_body_size: lots\n"               /* 3 */
+                                   "  max_header_size: 0\n"                /* 4 */
+                                   "  request_timeout: 5 m\n"              /* 5 */
+                                   "  drain_timeout: -1s\n"                /* 6 */
+                                   "  port: 80\n"                          /* 7 */
+                                   "log:\n"                                /* 8 */
+                                   "  level: verbose\n"                    /* 9 */
+                                   "  format: [kv]\n"                      /* 10 */
+                                   "state:\n"                              /* 11 */
+                                   "  directory: ''\n"                     /* 12 */
+                                   "plugins:\n"                            /* 13 */
+                                   "  Bad-Name: {}\n"                      /* 14 */
+                                   "  good:\n"                             /* 15 */
+                                   "    enabled: maybe\n"                  /* 16 */
+                                   "    options: [a]\n"                    /* 17 */
+                                   "    colour: red\n"                     /* 18 */
+                                   "  off_one: {enabled: false}\n"         /* 19 */
+                                   "  listy: [1]\n"                        /* 20 */
+                                   "auth:\n"                               /* 21 */
+                                   "  chain: [good, missing, off_one, good]\n" /* 22 */
+                                   "extra: 1\n");                          /* 23 */
+    CU_ASSERT(has_problem("t.yaml:2:11: server.listen: expected a sequence of strings, got a "
+                          "mapping"));
+    CU_ASSERT(has_problem("t.yaml:3:18: server.max_body_size: expected a size such as 4096, "
+                          "512KiB, 1MiB or 2GiB, got 'lots'"));
+    CU_ASSERT(has_problem("t.yaml:4:20: server.max_header_size: must be greater than 0"));
+    CU_ASSERT(has_problem("t.yaml:5:20: server.request_timeout: expected a duration such as "
+                          "250ms, 30s, 5m, 2h or 7d, got '5 m'"));
+    CU_ASSERT(has_problem("t.yaml:6:18: server.drain_timeout: expected a duration such as "
+                          "250ms, 30s, 5m, 2h or 7d, got '-1s'"));
+    CU_ASSERT(has_problem("t.yaml:7:3: server.port: unknown key 'port' in server; known keys: "
+                          "listen, max_body_size, max_header_size, request_timeout, "
+                          "drain_timeout"));
+    CU_ASSERT(has_problem("t.yaml:9:10: log.level: expected one of error, warn, info, debug, "
+                          "got 'verbose'"));
+    CU_ASSERT(has_problem("t.yaml:10:11: log.format: expected a non-empty string, got a "
+                          "sequence"));
+    CU_ASSERT(has_problem("t.yaml:12:14: state.directory: expected a non-empty string, got "
+                          "''"));
+    CU_ASSERT(has_problem("t.yaml:14:3: plugins.Bad-Name: plugin names are 1 to 64 characters "
+                          "of a-z, 0-9 and '_'"));
+    CU_ASSERT(has_problem("t.yaml:16:14: plugins.good.enabled: expected true or false, got "
+                          "'maybe'"));
+    CU_ASSERT(has_problem("t.yaml:17:14: plugins.good.options: expected a mapping, got a "
+                          "sequence"));
+    CU_ASSERT(has_problem("t.yaml:18:5: plugins.good.colour: unknown key 'colour' in "
+                          "plugins.good; known keys: path, enabled, options"));
+    CU_ASSERT(has_problem("t.yaml:20:10: plugins.listy: expected a mapping, got a sequence"));
+    CU_ASSERT(has_problem("t.yaml:22:17: auth.chain[1]: 'missing' is not a configured plugin "
+                          "(add it under plugins:)"));
+    CU_ASSERT(has_problem("t.yaml:22:26: auth.chain[2]: plugin 'off_one' is disabled"));
+    CU_ASSERT(has_problem("t.yaml:22:35: auth.chain[3]: 'good' is listed twice"));
+    CU_ASSERT(has_problem("t.yaml:23:1: extra: unknown key 'extra' at the top level; known "
+                          "keys: server, log, state, plugin_directory, plugins, auth"));
+    CU_ASSERT_EQUAL(count, 18);
+}
+
+static void test_listen_addresses(void)
+{
+    load_text_fails("server:\n  listen:\n    - 127.0.0.1\n    - \"host:0\"\n    - h:65536\n"
+                    "    - ::1:80\n    - '[::1:80'\n    - '[nothost]:80'\n    - 'a b:80'\n"
+                    "    - h:80\n    - h:80\n    - {x: 1}\n");
+    const char *expected[] = {
+        "t.yaml:3:7: server.listen[0]: '127.0.0.1' is not host:port with a port from 1 to "
+        "65535 (write IPv6 as [::1]:8080)",
+        "t.yaml:4:7: server.listen[1]: 'host:0' is not host:port with a port from 1 to 65535 "
+        "(write IPv6 as [::1]:8080)",
+        "t.yaml:5:7: server.listen[2]: 'h:65536' is not host:port with a port from 1 to 65535 "
+        "(write IPv6 as [::1]:8080)",
+        "t.yaml:6:7: server.listen[3]: '::1:80' is not host:port with a port from 1 to 65535 "
+        "(write IPv6 as [::1]:8080)",
+        "t.yaml:7:7: server.listen[4]: '[::1:80' is not host:port with a port from 1 to 65535 "
+        "(write IPv6 as [::1]:8080)",
+        "t.yaml:8:7: server.listen[5]: '[nothost]:80' is not host:port with a port from 1 to "
+        "65535 (write IPv6 as [::1]:8080)",
+        "t.yaml:9:7: server.listen[6]: 'a b:80' is not host:port with a port from 1 to 65535 "
+        "(write IPv6 as [::1]:8080)",
+        "t.yaml:11:7: server.listen[8]: 'h:80' is listed twice",
+        "t.yaml:12:7: server.listen[9]: expected a \"host:port\" string, got a mapping",
+        NULL};
+    for (size_t i = 0; expected[i] != NULL; i++)
+        CU_ASSERT(has_problem(expected[i]));
+    CU_ASSERT_EQUAL(problems.count, 9);
+
+    load_text_fails("server:\n  listen: []\n");
+    CU_ASSERT(has_problem("t.yaml:2:11: server.listen: at least one address is required"));
+    load_text_fails("server:\n  listen: \"127.0.0.1:80\"\n");
+    CU_ASSERT(has_problem("t.yaml:2:11: server.listen: expected a sequence of strings, got "
+                          "'127.0.0.1:80'"));
+}
+
+static void test_split_listen(void)
+{
+    char host[64];
+    int port = 0;
+    CU_ASSERT_EQUAL(config_split_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
+    CU_ASSERT_STRING_EQUAL(host, "127.0.0.1");
+    CU_ASSERT_EQUAL(port, 8080);
+    CU_ASSERT_EQUAL(config_split_listen("[::1]:1", host, sizeof(host), &port), 0);
+    CU_ASSERT_STRING_EQUAL(host, "::1");
+    CU_ASSERT_EQUAL(port, 1);
+    CU_ASSERT_EQUAL(config_split_listen("[fe80::1:2]:65535", host, sizeof(host), &port), 0);
+    CU_ASSERT_STRING_EQUAL(host, "fe80::1:2");
+    CU_ASSERT_EQUAL(port, 65535);
+    CU_ASSERT_EQUAL(config_split_listen("my-host.example_1:443", host, sizeof(host), &port), 0);
+    CU_ASSERT_STRING_EQUAL(host, "my-host.example_1");
+
+    const char *bad[] = {"", ":80", "h:", "h", "h:0", "h:65536", "h:+80", "h:8o", "h:-1",
+                         "h:123456", "[::1]", "[::1]80", "[]:80", "[zz]:80", "::1:80",
+                         "h :80", "h:80 ", NULL};
+    for (size_t i = 0; bad[i] != NULL; i++) {
+        port = -7;
+        CU_ASSERT_EQUAL(config_split_listen(bad[i], host, sizeof(host), &port), -1);
+    }
+    char tiny[4];
+    CU_ASSERT_EQUAL(config_split_listen("abcd:80", tiny, sizeof(tiny), &port), -1);
+    CU_ASSERT_EQUAL(config_split_listen("abc:80", tiny, sizeof(tiny), &port), 0);
+}
+
+static void test_paths(void)
+{
+    config *cfg = NULL;
+    const char *text = "state:\n  directory: /data/sp\n  database: /elsewhere/x.db\n"
+                       "plugin_directory: lib\n"
+                       "plugins:\n  a: {path: /abs/a.so}\n  b: {path: rel/b.so}\n  c:\n";
+    diag_clear(&problems);
+    CU_ASSERT_EQUAL_FATAL(config_load_buffer("/etc/sp/main.yaml", text, strlen(text), "/p", &cfg,
+                                             &problems),
+                          0);
+    CU_ASSERT_STRING_EQUAL(cfg->database_path, "/elsewhere/x.db");
+    CU_ASSERT_STRING_EQUAL(cfg->plugin_directory, "/etc/sp/lib");
+    CU_ASSERT_STRING_EQUAL(cfg->plugins[0].path, "/abs/a.so");
+    CU_ASSERT_STRING_EQUAL(cfg->plugins[1].path, "/etc/sp/rel/b.so");
+    CU_ASSERT_STRING_EQUAL(cfg->plugins[2].path, "/etc/sp/lib/c.so");
+    config_free(cfg);
+
+    cfg = load_text("state:\n  directory: relative/dir\n");
+    CU_ASSERT_STRING_EQUAL(cfg->database_path, "relative/dir/sparkplane.db");
+    config_free(cfg);
+}
+
+static void test_plugin_names(void)
+{
+    config *cfg = load_text("plugins:\n  a: {}\n  "
+                            "abcdefghijklmnopqrstuvwxyz_0123456789abcdefghijklmnopqrstuvwxyz_:\n");
+    CU_ASSERT_EQUAL(cfg->plugin_count, 2);
+    config_free(cfg);
+    load_text_fails("plugins:\n  "
+                    "abcdefghijklmnopqrstuvwxyz_0123456789abcdefghijklmnopqrstuvwxyz_01:\n");
+    CU_ASSERT_EQUAL(problems.count, 1);
+    load_text_fails("plugins:\n  '': {}\n  Upper: {}\n  'with.dot': {}\n");
+    CU_ASSERT_EQUAL(problems.count, 3);
+    CU_ASSERT(has_problem("t.yaml:2:3: plugins.: plugin names are 1 to 64 characters of a-z, "
+                          "0-9 and '_'"));
+}
+
+static void test_top_level_and_syntax(void)
+{
+    load_text_fails("- a\n- b\n");
+    CU_ASSERT_EQUAL(problems.count, 1);
+    CU_ASSERT(has_problem("t.yaml:1:1: top level: expected a mapping, got a sequence"));
+    load_text_fails("server: [\n");
+    CU_ASSERT_EQUAL(problems.count, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems.messages[0], "t.yaml:2:1: did not find expected"));
+    load_text_fails("server:\n  request_timeout: 1s\n  request_timeout: 2s\n");
+    CU_ASSERT(has_problem("t.yaml:3:3: duplicate key 'request_timeout' (first at line 2)"));
+}
+
+static void test_problems_are_appended(void)
+{
+    diag_clear(&problems);
+    diag_add(&problems, "earlier: %d", 1);
+    config *cfg = NULL;
+    const char *good = "log: {level: error}\n";
+    /* an earlier problem in the list does not make a good file fail */
+    CU_ASSERT_EQUAL(config_load_buffer("t.yaml", good, strlen(good), "/p", &cfg, &problems), 0);
+    CU_ASSERT_EQUAL(cfg->log_level, SP_LOG_ERROR);
+    config_free(cfg);
+    CU_ASSERT_EQUAL(problems.count, 1);
+    CU_ASSERT_STRING_EQUAL(problems.messages[0], "earlier: 1");
+    diag_clear(&problems);
+    CU_ASSERT_EQUAL(problems.count, 0);
+    config_free(NULL);
+}
+
+static void test_many_diagnostics(void)
+{
+    /* diag_list grows past its first allocation and keeps order */
+    diag_clear(&problems);
+    for (int i = 0; i < 1000; i++)
+        diag_add_at(&problems, "f", i, 1, "n%d", i);
+    CU_ASSERT_EQUAL_FATAL(problems.count, 1000);
+    CU_ASSERT_STRING_EQUAL(problems.messages[0], "f:0:1: n0");
+    CU_ASSERT_STRING_EQUAL(problems.messages[999], "f:999:1: n999");
+    diag_clear(&problems);
+}
+
+static const unit_test_case cases[] = {
+    {"defaults when nothing is set", test_defaults},
+    {"a file that sets every key", test_full_file},
+    {"conf.d drop-ins merge in name order", test_dropins_merge_in_name_order},
+    {"problems in drop-ins are all reported", test_dropin_problems_are_all_reported},
+    {"an unreadable main file", test_unreadable_main_file},
+    {"every problem is collected with its place and key", test_every_problem_is_collected},
+    {"listen addresses are checked one by one", test_listen_addresses},
+    {"config_split_listen", test_split_listen},
+    {"paths resolve against their file or the state directory", test_paths},
+    {"plugin names", test_plugin_names},
+    {"top level and syntax errors", test_top_level_and_syntax},
+    {"problems are appended to the caller's list", test_problems_are_appended},
+    {"diag_list grows", test_many_diagnostics},
+    {NULL, NULL}};
+
 UNIT_TEST_MAIN("config", cases)

@@ -148,9 +148,15 @@ typedef struct sp_plugin_descriptor {
     .abi_minor = SP_ABI_MINOR,                                                \
     .descriptor_size = (uint32_t)sizeof(sp_plugin_descriptor)
 
+/*
+ * C forbids an object named like a typedef in the same scope, so the C
+ * name is sp_plugin_descriptor_export and the asm label gives the exported
+ * symbol its fixed name, "sp_plugin_descriptor" (GCC and Clang, ELF).
+ */
 #define SP_PLUGIN_DECLARE                                                     \
-    SP_EXPORT const sp_plugin_descriptor SP_PLUGIN_SYMBOL;                    \
-    SP_EXPORT const sp_plugin_descriptor SP_PLUGIN_SYMBOL
+    SP_EXPORT extern const sp_plugin_descriptor sp_plugin_descriptor_export   \
+        __asm__(SP_PLUGIN_SYMBOL_NAME);                                       \
+    SP_EXPORT const sp_plugin_descriptor sp_plugin_descriptor_export
 
 struct sp_host_api;
 
