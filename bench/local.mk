@@ -2,3 +2,5 @@
 # bench/run.sh is run by hand or by scripts/test.sh, never by make check:
 # it measures, it does not assert.
 EXTRA_DIST += bench/run.sh bench/README.md
+# bench/jobs.sh - the jobs API (submits, reads, 1M-job store) on backend_sim.
+EXTRA_DIST += bench/jobs.sh bench/jobs.lua bench/jobs_list.lua bench/jobs_bulk.py

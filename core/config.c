@@ -56,13 +56,20 @@ typedef struct config_where {
 } config_where;
 
 static const char *const config_top_keys[] = {"server", "log", "state", "plugin_directory",
-                                              "plugins", "auth", NULL};
+                                              "plugins", "auth", "runner", "spark_versions",
+                                              NULL};
 static const char *const config_server_keys[] = {"listen", "max_body_size", "max_header_size",
                                                  "request_timeout", "drain_timeout", NULL};
 static const char *const config_log_keys[] = {"level", "format", NULL};
 static const char *const config_state_keys[] = {"directory", "database", NULL};
 static const char *const config_plugin_keys[] = {"path", "enabled", "options", NULL};
 static const char *const config_auth_keys[] = {"chain", NULL};
+static const char *const config_runner_keys[] = {
+    "default_backend", "reconcile_interval", "max_starting_per_backend",
+    "max_running_per_backend", "max_running_per_team", "idempotency_ttl", NULL};
+static const char *const config_spark_version_keys[] = {"spark_home", "image", NULL};
+
+#define CONFIG_LIMIT_MAX 100000
 
 /* ---- reporting ---- */
 
@@ -663,6 +670,150 @@ static void config_check_auth(config_checker *chk, const yaml_tree_node *root)
     }
 }
 
+/* ---- runner and spark_versions ---- */
+
+/* A whole number from 1 to CONFIG_LIMIT_MAX. */
+static void config_limit(config_checker *chk, const yaml_tree_node *map, const char *name,
+                         const char *dotted, uint64_t *out)
+{
+    const yaml_tree_node *node = yaml_tree_map_get(map, name);
+    int64_t value;
+    if (config_is_null(node))
+        return;
+    if (node->kind != YAML_TREE_SCALAR || units_parse_int64(node->value, &value) != 0 ||
+        value < 1 || value > CONFIG_LIMIT_MAX) {
+        char expected[64];
+        snprintf(expected, sizeof(expected), "an integer from 1 to %d", CONFIG_LIMIT_MAX);
+        config_report_type(chk, node, dotted, expected);
+        return;
+    }
+    *out = (uint64_t)value;
+}
+
+static void config_check_runner(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *runner = config_section(chk, root, "runner", "runner");
+    config *cfg = chk->cfg;
+    if (runner == NULL)
+        return;
+    config_check_keys(chk, runner, "runner", config_runner_keys);
+    const char *backend = config_string(chk, runner, "default_backend", "runner.default_backend");
+    if (backend != NULL && !config_valid_plugin_name(backend))
+        config_report(chk, config_where_node(yaml_tree_map_get(runner, "default_backend")),
+                      "runner.default_backend",
+                      "backend names are 1 to %d characters of a-z, 0-9 and '_', got '%.60s'",
+                      CONFIG_PLUGIN_NAME_MAX, backend);
+    else if (backend != NULL)
+        config_set_string(chk, &cfg->runner_default_backend, backend);
+    config_duration(chk, runner, "reconcile_interval", "runner.reconcile_interval", 0,
+                    &cfg->reconcile_interval_ms);
+    config_limit(chk, runner, "max_starting_per_backend", "runner.max_starting_per_backend",
+                 &cfg->max_starting_per_backend);
+    config_limit(chk, runner, "max_running_per_backend", "runner.max_running_per_backend",
+                 &cfg->max_running_per_backend);
+    config_limit(chk, runner, "max_running_per_team", "runner.max_running_per_team",
+                 &cfg->max_running_per_team);
+    config_duration(chk, runner, "idempotency_ttl", "runner.idempotency_ttl", 0,
+                    &cfg->idempotency_ttl_ms);
+}
+
+/* "3.5", "4.0.1": [0-9]+(\.[0-9]+)*, at most 32 characters. */
+static int config_valid_spark_version(const char *text)
+{
+    size_t len = strlen(text), digits = 0;
+    if (len == 0 || len > 32)
+        return 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (text[i] >= '0' && text[i] <= '9')
+            digits++;
+        else if ((text[i] == '.' || text[i] == '\0') && digits > 0)
+            digits = 0;
+        else
+            return 0;
+    }
+    return 1;
+}
+
+/* spark_home and image of one version; 0 when the entry is usable. */
+static int config_spark_version_settings(config_checker *chk, const yaml_tree_node *entry,
+                                         const char *dotted, config_spark_version *version)
+{
+    char key[160];
+    size_t problems_before = chk->problems->count;
+    config_check_keys(chk, entry, dotted, config_spark_version_keys);
+    config_dotted(key, sizeof(key), dotted, "spark_home");
+    const char *home = config_string(chk, entry, "spark_home", key);
+    if (home != NULL && home[0] != '/')
+        config_report(chk, config_where_node(yaml_tree_map_get(entry, "spark_home")), key,
+                      "must be an absolute path, got '%.80s'", home);
+    else if (home != NULL)
+        config_set_string(chk, &version->spark_home, home);
+    config_dotted(key, sizeof(key), dotted, "image");
+    const char *image = config_string(chk, entry, "image", key);
+    if (image != NULL)
+        config_set_string(chk, &version->image, image);
+    if (chk->problems->count != problems_before)
+        return -1;
+    if (home == NULL && image == NULL) {
+        config_report(chk, config_where_node(entry), dotted,
+                      "set spark_home (local backend), image (container backends) or both");
+        return -1;
+    }
+    return 0;
+}
+
+static void config_spark_version_entry(config_checker *chk, const yaml_tree_node *versions,
+                                       size_t index)
+{
+    const char *name = versions->keys[index];
+    const yaml_tree_node *entry = versions->items[index];
+    config *cfg = chk->cfg;
+    char dotted[128];
+    snprintf(dotted, sizeof(dotted), "spark_versions.%.80s", name);
+    if (!config_valid_spark_version(name)) {
+        config_report(chk, config_where_key(versions, index), dotted,
+                      "spark versions look like 3.5 or 4.0.1 ([0-9]+(.[0-9]+)*), got '%.40s'",
+                      name);
+        return;
+    }
+    if (config_is_null(entry) || entry->kind != YAML_TREE_MAP) {
+        config_report_type(chk, entry, dotted, "a mapping with spark_home and/or image");
+        return;
+    }
+    config_spark_version *version = &cfg->spark_versions[cfg->spark_version_count];
+    *version = (config_spark_version){.version = strdup(name)};
+    cfg->spark_version_count++;
+    if (version->version == NULL)
+        config_report_oom(chk);
+    else
+        config_spark_version_settings(chk, entry, dotted, version);
+}
+
+static void config_check_spark_versions(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *versions =
+        config_section(chk, root, "spark_versions", "spark_versions");
+    if (versions == NULL || versions->count == 0)
+        return;
+    chk->cfg->spark_versions = calloc(versions->count, sizeof(*chk->cfg->spark_versions));
+    if (chk->cfg->spark_versions == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    for (size_t i = 0; i < versions->count; i++)
+        config_spark_version_entry(chk, versions, i);
+}
+
+const config_spark_version *config_find_spark_version(const config *cfg, const char *version)
+{
+    if (cfg == NULL || version == NULL)
+        return NULL;
+    for (size_t i = 0; i < cfg->spark_version_count; i++)
+        if (strcmp(cfg->spark_versions[i].version, version) == 0)
+            return &cfg->spark_versions[i];
+    return NULL;
+}
+
 /* ---- assembling ---- */
 
 static int config_set_defaults(config *cfg, const char *plugin_directory_default)
@@ -680,7 +831,16 @@ static int config_set_defaults(config *cfg, const char *plugin_directory_default
     cfg->state_directory = strdup(CONFIG_DEFAULT_STATE_DIRECTORY);
     cfg->plugin_directory =
         strdup(plugin_directory_default != NULL ? plugin_directory_default : PLUGINDIR);
-    return cfg->state_directory != NULL && cfg->plugin_directory != NULL ? 0 : -1;
+    cfg->runner_default_backend = strdup("local");
+    cfg->reconcile_interval_ms = 2u * 1000u;
+    cfg->max_starting_per_backend = 4;
+    cfg->max_running_per_backend = 16;
+    cfg->max_running_per_team = 8;
+    cfg->idempotency_ttl_ms = UINT64_C(24) * 3600u * 1000u;
+    return cfg->state_directory != NULL && cfg->plugin_directory != NULL &&
+                   cfg->runner_default_backend != NULL
+               ? 0
+               : -1;
 }
 
 static void config_check_root(config_checker *chk, const yaml_tree_node *root)
@@ -699,6 +859,8 @@ static void config_check_root(config_checker *chk, const yaml_tree_node *root)
     config_check_plugin_directory(chk, root); /* before plugins: their default paths */
     config_check_plugins(chk, root);
     config_check_auth(chk, root);
+    config_check_runner(chk, root);
+    config_check_spark_versions(chk, root);
 }
 
 /* Takes `root`; builds and checks the config; -1 when any problem was added. */
@@ -852,6 +1014,13 @@ void config_free(config *cfg)
     }
     free(cfg->plugins);
     config_free_strings(cfg->auth_chain, cfg->auth_chain_count);
+    free(cfg->runner_default_backend);
+    for (size_t i = 0; i < cfg->spark_version_count; i++) {
+        free(cfg->spark_versions[i].version);
+        free(cfg->spark_versions[i].spark_home);
+        free(cfg->spark_versions[i].image);
+    }
+    free(cfg->spark_versions);
     free(cfg->source_path);
     yaml_tree_free(cfg->root);
     free(cfg);

@@ -31,6 +31,17 @@
  *       options: { ... }           # checked against the plugin's options table
  *   auth:
  *     chain: [auth_token]          # provider names asked in order
+ *   runner:
+ *     default_backend: local       # backend for jobs that name none
+ *     reconcile_interval: 2s       # how often in-flight jobs are checked
+ *     max_starting_per_backend: 4  # jobs in SUBMITTED at once, per backend
+ *     max_running_per_backend: 16  # jobs SUBMITTED+RUNNING+CANCELLING, per backend
+ *     max_running_per_team: 8      # same, per team
+ *     idempotency_ttl: 24h         # how long Idempotency-Key values are kept
+ *   spark_versions:                # spark_version -> runtime, per version
+ *     "4.0":
+ *       spark_home: /opt/spark     # local backend: SPARK_HOME with bin/spark-submit
+ *       image: spark-platform:4.0-latest   # container backends (pinned tag later)
  */
 #ifndef SPARKPLANE_CORE_CONFIG_H
 #define SPARKPLANE_CORE_CONFIG_H
@@ -54,6 +65,12 @@ typedef struct config_plugin {
     int column;
 } config_plugin;
 
+typedef struct config_spark_version {
+    char *version;                  /* "4.0": [0-9]+(\.[0-9]+)* */
+    char *spark_home;               /* may be NULL */
+    char *image;                    /* may be NULL */
+} config_spark_version;
+
 typedef struct config {
     char **listen;                  /* "host:port" */
     size_t listen_count;
@@ -75,6 +92,16 @@ typedef struct config {
     char **auth_chain;
     size_t auth_chain_count;
 
+    char *runner_default_backend;   /* "local" */
+    uint64_t reconcile_interval_ms;
+    uint64_t max_starting_per_backend;
+    uint64_t max_running_per_backend;
+    uint64_t max_running_per_team;
+    uint64_t idempotency_ttl_ms;
+
+    config_spark_version *spark_versions;   /* in document order */
+    size_t spark_version_count;
+
     char *source_path;              /* the main file */
     yaml_tree_node *root;           /* merged tree, owns every node */
 } config;
@@ -93,6 +120,9 @@ int config_load_buffer(const char *name, const char *data, size_t len,
                        diag_list *problems);
 
 void config_free(config *cfg);
+
+/* The runtime for a spark_version, or NULL. */
+const config_spark_version *config_find_spark_version(const config *cfg, const char *version);
 
 /* Splits "host:port" / "[v6]:port"; 0 on success. */
 int config_split_listen(const char *address, char *host, size_t host_size, int *port);

@@ -139,10 +139,13 @@ int daemon_start(daemon_state *daemon, config *cfg, diag_list *problems)
     if (daemon->plugins == NULL)
         return -1;
 
+    daemon->jobs = runner_new(daemon);
     daemon->rest = rest_server_new(daemon);
-    if (daemon->rest == NULL)
+    if (daemon->rest == NULL || daemon->jobs == NULL)
         return -1;
     rest_system_routes(daemon->rest);
+    rest_jobs_routes(daemon->rest);
+    rest_openapi_routes(daemon->rest);
     if (rest_server_configure(daemon->rest, cfg, problems) != 0)
         return -1;
     if (daemon_watch_signals(daemon) != 0) {
@@ -150,6 +153,7 @@ int daemon_start(daemon_state *daemon, config *cfg, diag_list *problems)
         return -1;
     }
 
+    runner_start(daemon->jobs);
     daemon->ready = 1;
     log_msg(SP_LOG_INFO, "core", "sparkplaned %s ready: %zu plugin(s), ABI %d.%d",
             PACKAGE_VERSION, plugin_set_count(daemon->plugins), SP_ABI_MAJOR, SP_ABI_MINOR);
@@ -191,6 +195,7 @@ void daemon_reload(daemon_state *daemon)
     plugin_set_free(old_set);
     config_free(old_cfg);
     log_configure(cfg->log_level, cfg->log_format);
+    runner_plugins_changed(daemon->jobs);
     log_msg(SP_LOG_INFO, "core", "reloaded: %zu plugin(s)", plugin_set_count(set));
     metrics_add(metrics_register(SP_METRIC_COUNTER, "sparkplane_config_reloads_total",
                                  "Configuration reloads by result.", "result=\"ok\""),
@@ -263,6 +268,7 @@ void daemon_stop(daemon_state *daemon)
     if (daemon->sigint)
         event_free(daemon->sigint);
     rest_server_free(daemon->rest);
+    runner_free(daemon->jobs);
     if (daemon->plugins)
         plugin_set_free(daemon->plugins);
     process_manager_free(daemon->processes);

@@ -16,6 +16,7 @@
 #include "plugin_host.h"
 #include "process.h"
 #include "rest.h"
+#include "runner.h"
 #include "store.h"
 
 typedef struct daemon_state {
@@ -27,6 +28,7 @@ typedef struct daemon_state {
     http_client *http;
     process_manager *processes;
     rest_server *rest;
+    runner *jobs;                   /* the batch job runner */
     int ready;                      /* store open and plugins initialised */
     int draining;
     double started_at;              /* unix seconds */

@@ -12,6 +12,11 @@ core_libsparkplane_core_la_SOURCES = \
 	core/host_api.c core/host_api.h \
 	core/auth_chain.c core/auth_chain.h \
 	core/store.c core/store.h \
+	core/store_jobs.c core/store_jobs.h \
+	core/job_spec.c core/job_spec.h \
+	core/runner.c core/runner.h \
+	core/rest_jobs.c \
+	core/rest_openapi.c \
 	core/http_client.c core/http_client.h \
 	core/process.c core/process.h \
 	core/metrics.c core/metrics.h \
@@ -29,3 +34,20 @@ sbin_PROGRAMS += core/sparkplaned
 core_sparkplaned_SOURCES = core/main.c
 core_sparkplaned_CFLAGS = $(core_libsparkplane_core_la_CFLAGS)
 core_sparkplaned_LDADD = core/libsparkplane_core.la
+
+# The OpenAPI document served at /api/v1/openapi.json lives in the tree as
+# core/openapi.json; this embeds it as a NUL-terminated byte array with od
+# and sed (POSIX tools only, written to the build dir, so VPATH builds and
+# make distcheck work).
+nodist_core_libsparkplane_core_la_SOURCES = core/openapi_json.c
+EXTRA_DIST += core/openapi.json
+CLEANFILES += core/openapi_json.c
+core/openapi_json.c: $(srcdir)/core/openapi.json
+	$(AM_V_GEN)$(MKDIR_P) core && { \
+	  echo '/* Generated from core/openapi.json by core/local.mk: do not edit. */'; \
+	  echo 'extern const char rest_openapi_document[];'; \
+	  echo 'const char rest_openapi_document[] = {'; \
+	  od -An -v -tx1 $(srcdir)/core/openapi.json | \
+	    sed -e 's/\([0-9a-f][0-9a-f]\)/0x\1,/g' -e 's/  */ /g'; \
+	  echo '0x00};'; \
+	} > $@.tmp && mv $@.tmp $@

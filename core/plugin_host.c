@@ -172,6 +172,16 @@ int plugin_check_descriptor(const char *path, const sp_plugin_descriptor *d, cha
 
 /* ---- the set ------------------------------------------------------------ */
 
+size_t plugin_set_provider_count(const plugin_set *set)
+{
+    return set ? set->provider_count : 0;
+}
+
+const plugin_provider *plugin_set_provider_at(const plugin_set *set, size_t index)
+{
+    return (set && index < set->provider_count) ? set->providers[index] : NULL;
+}
+
 size_t plugin_set_count(const plugin_set *set)
 {
     return set == NULL ? 0 : set->count;

@@ -84,6 +84,10 @@ loaded_plugin *plugin_set_get(plugin_set *set, size_t index);
 int plugin_set_register(loaded_plugin *plugin, sp_plugin_kind kind, const char *name,
                         const void *ops, void *provider);
 
+/* Every registered provider, in registration order (the runner attaches to backends). */
+size_t plugin_set_provider_count(const plugin_set *set);
+const plugin_provider *plugin_set_provider_at(const plugin_set *set, size_t index);
+
 /* Finds a provider by kind and name (NULL when absent). */
 const plugin_provider *plugin_set_find(const plugin_set *set, sp_plugin_kind kind,
                                        const char *name);

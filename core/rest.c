@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@ typedef struct rest_call {
     char *path;
     char *params[REST_MAX_PARAMS];
     sp_principal principal;
+    int stream_status;          /* a streamed answer's status, for the metrics */
 } rest_call;
 
 static void rest_on_request(struct evhttp_request *req, void *arg);
@@ -148,6 +150,14 @@ static int rest_bind_new(rest_server *server, const config *cfg, rest_listener *
     return 0;
 }
 
+/* The idle timeout of keep-alive connections (see rest_server_configure). */
+static struct timeval rest_idle_timeout(const rest_server *server)
+{
+    uint64_t idle_ms = server->limits.request_timeout_ms + 1000;
+    return (struct timeval){.tv_sec = (time_t)(idle_ms / 1000),
+                            .tv_usec = (suseconds_t)(idle_ms % 1000) * 1000};
+}
+
 int rest_server_configure(rest_server *server, const config *cfg, diag_list *problems)
 {
     rest_listener *added = calloc(cfg->listen_count + 1, sizeof(*added));
@@ -198,9 +208,7 @@ int rest_server_configure(rest_server *server, const config *cfg, diag_list *pro
     server->limits.request_timeout_ms = cfg->request_timeout_ms;
     evhttp_set_max_body_size(server->http, (ev_ssize_t)cfg->max_body_bytes);
     evhttp_set_max_headers_size(server->http, (ev_ssize_t)cfg->max_header_bytes * 2);
-    uint64_t idle_ms = cfg->request_timeout_ms + 1000;
-    struct timeval timeout = {.tv_sec = (time_t)(idle_ms / 1000),
-                              .tv_usec = (suseconds_t)(idle_ms % 1000) * 1000};
+    struct timeval timeout = rest_idle_timeout(server);
     evhttp_set_timeout_tv(server->http, &timeout);
     return 0;
 }
@@ -416,6 +424,60 @@ void rest_reply_text(rest_request *request, int status, const char *content_type
     evhttp_add_header(evhttp_request_get_output_headers(request->http), "Content-Type",
                       content_type);
     rest_finish(request, status, rest_reason(status), body);
+}
+
+void rest_reply_stream_start(rest_request *request, int status, const char *content_type)
+{
+    rest_call *call = (rest_call *)request;
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(request->http);
+    struct evhttp_connection *conn = evhttp_request_get_connection(request->http);
+    if (conn != NULL) {
+        /*
+         * A stream may stay quiet for longer than the idle timeout while the
+         * client only listens, and the guard's filter times a direction out
+         * whenever it is enabled, data or not: no timeouts until the stream
+         * ends.  The handler bounds what a client that stops reading can
+         * hold (rest_reply_stream_backlog).
+         */
+        bufferevent_set_timeouts(evhttp_connection_get_bufferevent(conn), NULL, NULL);
+    }
+    evhttp_add_header(headers, "Content-Type", content_type);
+    /*
+     * A stream is the connection's last answer: after a chunked reply through
+     * http_guard's filter, evhttp does not take the next request (keep-alive
+     * would hang the client), so the connection closes when the stream ends.
+     */
+    evhttp_add_header(headers, "Connection", "close");
+    call->stream_status = status;
+    evhttp_send_reply_start(request->http, status, rest_reason(status));
+}
+
+void rest_reply_stream_chunk(rest_request *request, struct evbuffer *data)
+{
+    evhttp_send_reply_chunk(request->http, data);
+}
+
+size_t rest_reply_stream_backlog(rest_request *request)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(request->http);
+    if (conn == NULL)
+        return 0;
+    return evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(conn)));
+}
+
+void rest_reply_stream_end(rest_request *request)
+{
+    rest_call *call = (rest_call *)request;
+    struct evhttp_connection *conn = evhttp_request_get_connection(request->http);
+    if (conn != NULL) {
+        struct timeval idle = rest_idle_timeout(call->server);
+        evhttp_connection_set_timeout_tv(conn, &idle); /* back to keep-alive duty */
+    }
+    /* With the client gone (no connection) this frees the evhttp request. */
+    evhttp_send_reply_end(request->http);
+    rest_record(call, call->stream_status);
+    call->server->in_flight--;
+    rest_call_free(call);
 }
 
 /* ---- dispatch -------------------------------------------------------- */

@@ -60,11 +60,34 @@ void rest_reply_error(rest_request *request, int status, const char *code, const
 /* A non-JSON answer (Prometheus text on /metrics); `body` is drained. */
 void rest_reply_text(rest_request *request, int status, const char *content_type,
                      struct evbuffer *body);
+/*
+ * A streamed answer (GET /jobs/{id}/logs?follow=true): chunked transfer
+ * encoding.  stream_start sends the status and headers; stream_chunk
+ * drains `data` to the client; stream_end finishes the response, records
+ * the metrics and frees the request like the other replies.  While a
+ * stream is open its connection has no idle timeout, and the connection
+ * closes after it (Connection: close).  When the client goes
+ * away mid-stream the handler still calls stream_end (chunks sent meanwhile
+ * are dropped by libevent).
+ */
+void rest_reply_stream_start(rest_request *request, int status, const char *content_type);
+void rest_reply_stream_chunk(rest_request *request, struct evbuffer *data);
+/* Bytes sent but not yet taken by the client (a slow reader holds them). */
+size_t rest_reply_stream_backlog(rest_request *request);
+void rest_reply_stream_end(rest_request *request);
 /* Builds the error document (unit tests). */
 json_t *rest_error_body(const char *code, const char *message, json_t *details);
 
 /* The daemon's own routes: /healthz, /readyz, /metrics, /api/v1/version, /api/v1/whoami. */
 void rest_system_routes(rest_server *server);
+
+/* /api/v1/jobs: submit, get, list, cancel, events, logs (rest_jobs.c). */
+void rest_jobs_routes(rest_server *server);
+
+/* GET /api/v1/openapi.json, the API's OpenAPI 3.0 document (rest_openapi.c). */
+void rest_openapi_routes(rest_server *server);
+/* That document's text, embedded from core/openapi.json at build time. */
+const char *rest_openapi_text(void);
 
 /* Requests in flight (drain). */
 size_t rest_server_in_flight(const rest_server *server);

@@ -8,7 +8,9 @@
  * `PRAGMA user_version = N`, so a database is always at exactly one known
  * version.  A database newer than this build is refused rather than
  * guessed at.  The statements the hot paths use are prepared once at open
- * and reset after every use.
+ * and reset after every use; the statements of store_jobs.c and later
+ * tables are prepared on first use into the same cache (store_internal.h),
+ * so every SQL text is compiled once per connection.
  *
  * The schema is plain portable SQL (no WITHOUT ROWID, STRICT or SQLite
  * date functions) so a replicated engine can take the same DDL later.
@@ -24,9 +26,12 @@
 #include <config.h>
 
 #include "store.h"
+#include "store_internal.h"
+#include "store_jobs.h"
 
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +199,10 @@ struct store {
     sqlite3_stmt *kv_delete;
     sqlite3_stmt *ping;
     sqlite3_stmt *table_exists;
+    sqlite3_stmt *begin;
+    sqlite3_stmt *commit;
+    sqlite3_stmt *rollback;
+    sqlite3_stmt *statements[STORE_SQL_COUNT]; /* prepared on first use */
 };
 
 int store_latest_version(void)
@@ -400,6 +409,9 @@ static const char store_sql_kv_delete[] = "DELETE FROM plugin_kv WHERE plugin = 
 static const char store_sql_ping[] = "SELECT 1";
 static const char store_sql_table_exists[] =
     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1";
+static const char store_sql_begin[] = "BEGIN IMMEDIATE";
+static const char store_sql_commit[] = "COMMIT";
+static const char store_sql_rollback[] = "ROLLBACK";
 
 static int store_prepare_statements(store *s, const char *path, char *err, size_t err_size)
 {
@@ -412,6 +424,9 @@ static int store_prepare_statements(store *s, const char *path, char *err, size_
         {&s->kv_delete, store_sql_kv_delete},
         {&s->ping, store_sql_ping},
         {&s->table_exists, store_sql_table_exists},
+        {&s->begin, store_sql_begin},
+        {&s->commit, store_sql_commit},
+        {&s->rollback, store_sql_rollback},
     };
     for (size_t i = 0; i < sizeof todo / sizeof todo[0]; i++) {
         int rc = sqlite3_prepare_v3(s->db, todo[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
@@ -481,6 +496,11 @@ void store_close(store *s)
     sqlite3_finalize(s->kv_delete);
     sqlite3_finalize(s->ping);
     sqlite3_finalize(s->table_exists);
+    sqlite3_finalize(s->begin);
+    sqlite3_finalize(s->commit);
+    sqlite3_finalize(s->rollback);
+    for (size_t i = 0; i < STORE_SQL_COUNT; i++)
+        sqlite3_finalize(s->statements[i]);
     /* close_v2: never leaves the handle open because of a forgotten statement. */
     sqlite3_close_v2(s->db);
     free(s);
@@ -525,16 +545,27 @@ int store_ping(store *s)
     return ok ? 0 : -1;
 }
 
+/* Far enough for any TTL, near enough that the year keeps four digits. */
+#define STORE_TIMESTAMP_MAX_AHEAD (100ull * 366 * 24 * 3600)
+
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ": the one timestamp shape of the schema. */
-static void store_format_now(char *buf, size_t size)
+void store_timestamp_after(uint64_t seconds, char out[32])
 {
     struct timespec now;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
+    if (seconds > STORE_TIMESTAMP_MAX_AHEAD)
+        seconds = STORE_TIMESTAMP_MAX_AHEAD;
+    time_t when = now.tv_sec + (time_t)seconds;
+    gmtime_r(&when, &tm);
     unsigned millis = (unsigned)(now.tv_nsec / 1000000L) % 1000u;
-    size_t used = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + used, size - used, ".%03uZ", millis);
+    size_t used = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + used, 32 - used, ".%03uZ", millis);
+}
+
+void store_timestamp_now(char out[32])
+{
+    store_timestamp_after(0, out);
 }
 
 static int store_check_kv_names(const char *plugin, const char *key, char *err, size_t err_size)
@@ -589,7 +620,7 @@ int store_kv_put(store *s, const char *plugin, const char *key, const void *valu
                         STORE_KV_VALUE_MAX);
         return -1;
     }
-    store_format_now(now, sizeof now);
+    store_timestamp_now(now);
     rc = store_bind_kv_names(s->kv_put, plugin, key);
     /* bind_blob with a NULL pointer would store SQL NULL, not an empty value. */
     if (rc == SQLITE_OK)
@@ -672,4 +703,78 @@ int store_table_exists(store *s, const char *table)
 done:
     store_release(s->table_exists);
     return result;
+}
+
+sqlite3 *store_handle(store *s)
+{
+    return s->db;
+}
+
+sqlite3_stmt *store_statement(store *s, store_sql_id id, const char *sql)
+{
+    if (s == NULL || id >= STORE_SQL_COUNT || sql == NULL)
+        return NULL;
+    if (s->statements[id] == NULL &&
+        sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->statements[id],
+                           NULL) != SQLITE_OK)
+        return NULL;
+    return s->statements[id];
+}
+
+void store_statement_done(sqlite3_stmt *stmt)
+{
+    if (stmt != NULL)
+        store_release(stmt);
+}
+
+/* Steps a statement that answers no rows and leaves it ready again. */
+static int store_step_once(sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_transaction_begin(store *s)
+{
+    return store_step_once(s->begin);
+}
+
+int store_transaction_commit(store *s)
+{
+    return store_step_once(s->commit);
+}
+
+void store_transaction_rollback(store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        store_step_once(s->rollback);
+}
+
+int store_explain(store *s, const char *sql, char *out, size_t out_size)
+{
+    sqlite3_stmt *stmt = NULL;
+    char *text = NULL;
+    size_t used = 0;
+    int rc = -1;
+    if (s == NULL || sql == NULL || out == NULL || out_size == 0)
+        return -1;
+    out[0] = '\0';
+    text = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+    if (text == NULL || sqlite3_prepare_v2(s->db, text, -1, &stmt, NULL) != SQLITE_OK)
+        goto done;
+    /* Columns: id, parent, notused, detail. */
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *detail = sqlite3_column_text(stmt, 3);
+        int n = snprintf(out + used, out_size - used, "%s%s", used > 0 ? "; " : "",
+                         detail != NULL ? (const char *)detail : "");
+        if (n < 0 || (size_t)n >= out_size - used)
+            break;
+        used += (size_t)n;
+    }
+    rc = rc == SQLITE_DONE ? 0 : -1;
+done:
+    sqlite3_finalize(stmt);
+    sqlite3_free(text);
+    return rc;
 }

@@ -1,4 +1,4 @@
-# tests/fuzz/local.mk - libFuzzer targets for the config parsers.
+# tests/fuzz/local.mk - libFuzzer targets for the config and request parsers.
 #
 # Each target is one fuzz_<name>.c defining LLVMFuzzerTestOneInput().  It is
 # built two ways:
@@ -15,7 +15,7 @@
 EXTRA_DIST += tests/fuzz/corpus
 
 REPLAY_COMPILE_FLAGS = $(AM_CFLAGS) $(core_libsparkplane_core_la_CFLAGS)
-fuzz_replays = tests/fuzz/replay_yaml_config tests/fuzz/replay_units
+fuzz_replays = tests/fuzz/replay_yaml_config tests/fuzz/replay_units tests/fuzz/replay_job_spec
 check_PROGRAMS += $(fuzz_replays)
 TESTS += $(fuzz_replays)
 
@@ -29,13 +29,18 @@ tests_fuzz_replay_units_CFLAGS = $(REPLAY_COMPILE_FLAGS) \
 	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/units"'
 tests_fuzz_replay_units_LDADD = core/libsparkplane_core.la
 
+tests_fuzz_replay_job_spec_SOURCES = tests/fuzz/fuzz_job_spec.c tests/fuzz/replay_main.c
+tests_fuzz_replay_job_spec_CFLAGS = $(REPLAY_COMPILE_FLAGS) \
+	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/job_spec"'
+tests_fuzz_replay_job_spec_LDADD = core/libsparkplane_core.la
+
 if ENABLE_FUZZ
 FUZZER_COMPILE_FLAGS = $(AM_CFLAGS) $(YAML_CFLAGS) -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined
 FUZZER_LINK_FLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_config_sources = core/config.c core/yaml_tree.c core/units.c core/diag.c core/log.c \
 	core/plugin_options.c
-check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units
+check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units tests/fuzz/fuzz_job_spec
 
 tests_fuzz_fuzz_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c $(fuzz_config_sources)
 tests_fuzz_fuzz_yaml_config_CFLAGS = $(FUZZER_COMPILE_FLAGS)
@@ -45,4 +50,9 @@ tests_fuzz_fuzz_yaml_config_LDADD = $(YAML_LIBS)
 tests_fuzz_fuzz_units_SOURCES = tests/fuzz/fuzz_units.c core/units.c
 tests_fuzz_fuzz_units_CFLAGS = $(FUZZER_COMPILE_FLAGS)
 tests_fuzz_fuzz_units_LDFLAGS = $(FUZZER_LINK_FLAGS)
+
+tests_fuzz_fuzz_job_spec_SOURCES = tests/fuzz/fuzz_job_spec.c core/job_spec.c
+tests_fuzz_fuzz_job_spec_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
+tests_fuzz_fuzz_job_spec_LDFLAGS = $(FUZZER_LINK_FLAGS)
+tests_fuzz_fuzz_job_spec_LDADD = $(JANSSON_LIBS) $(OPENSSL_LIBS)
 endif

@@ -17,6 +17,7 @@ EXTRA_DIST += \
 	tests/integration/test_cli.py \
 	tests/integration/test_concurrency.py \
 	tests/integration/test_errors.py \
+	tests/integration/test_jobs_api.py \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
 	tests/integration/test_reload.py \

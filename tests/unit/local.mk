@@ -15,7 +15,9 @@ unit_tests = \
 	tests/unit/test_process \
 	tests/unit/test_plugin_abi \
 	tests/unit/test_rest_error \
-	tests/unit/test_metrics
+	tests/unit/test_metrics \
+	tests/unit/test_job_spec \
+	tests/unit/test_openapi
 check_PROGRAMS += $(unit_tests)
 TESTS += $(unit_tests)
 
@@ -49,3 +51,13 @@ tests_unit_test_rest_error_LDADD = $(UNIT_TEST_LIBS)
 tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
 tests_unit_test_metrics_CFLAGS = $(UNIT_TEST_CFLAGS)
 tests_unit_test_metrics_LDADD = $(UNIT_TEST_LIBS)
+tests_unit_test_job_spec_SOURCES = tests/unit/test_job_spec.c
+tests_unit_test_job_spec_CFLAGS = $(UNIT_TEST_CFLAGS)
+tests_unit_test_job_spec_LDADD = $(UNIT_TEST_LIBS)
+unit_tests += tests/unit/test_store_jobs
+tests_unit_test_store_jobs_SOURCES = tests/unit/test_store_jobs.c
+tests_unit_test_store_jobs_CFLAGS = $(UNIT_TEST_CFLAGS)
+tests_unit_test_store_jobs_LDADD = $(UNIT_TEST_LIBS)
+tests_unit_test_openapi_SOURCES = tests/unit/test_openapi.c
+tests_unit_test_openapi_CFLAGS = $(UNIT_TEST_CFLAGS)
+tests_unit_test_openapi_LDADD = $(UNIT_TEST_LIBS)

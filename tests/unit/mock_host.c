@@ -4,18 +4,30 @@
  * The context is the first member of struct mock_host, so every host API
  * call casts its ctx back to the mock (as host_api.c does with
  * loaded_plugin).  Everything is kept in small growable arrays; nothing
- * runs on its own, so a test decides when timers fire.  The value parsers
- * are deliberately tiny copies of the documented syntax: the mock must not
- * depend on the daemon's code, so a plugin can be tested on its own.
+ * runs on its own, so a test decides when timers fire: all at once with
+ * mock_host_fire_timers, or when due in real time with mock_host_run,
+ * which also polls child processes (non-blocking pipe reads and
+ * waitpid(WNOHANG) every few milliseconds - no event loop, so the mock
+ * needs no library).  The value parsers are deliberately tiny copies of
+ * the documented syntax: the mock must not depend on the daemon's code,
+ * so a plugin can be tested on its own.
  */
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "mock_host.h"
+
+extern char **environ;
 
 struct sp_timer {
     mock_host *host;
@@ -23,6 +35,15 @@ struct sp_timer {
     int repeat;
     int armed;
     sp_timer_fn fn;
+    void *arg;
+    uint64_t due_ms; /* monotonic; for mock_host_run */
+};
+
+struct sp_process {
+    pid_t pid;
+    int out_fd, err_fd; /* -1 after EOF */
+    void (*on_output)(void *arg, int stream, const char *data, size_t len);
+    void (*on_exit)(void *arg, int exit_code, int term_signal);
     void *arg;
 };
 
@@ -69,6 +90,8 @@ struct mock_host {
     size_t provider_count;
     mock_kv *kvs;
     size_t kv_count;
+    sp_process **processes;
+    size_t process_count;
 };
 
 /* Grows *array by one element of `size` bytes; returns the new slot or NULL. */
@@ -150,30 +173,55 @@ static int64_t mock_option_int(sp_plugin_context *ctx, const char *key)
     return text == NULL ? 0 : mock_parse_number(text, spec != NULL ? spec->type : SP_OPTION_INT);
 }
 
-/* Lists are set as comma-separated text in the mock. */
-static size_t mock_option_list_count(sp_plugin_context *ctx, const char *key)
+/*
+ * Lists are set as comma-separated text in the mock; a YAML flow list
+ * ("[a, b]", as descriptor defaults are written) is read the same way,
+ * without its brackets and with items trimmed.
+ */
+static const char *mock_list_text(sp_plugin_context *ctx, const char *key, size_t *len)
 {
     const char *text = mock_option_text(mock_from(ctx), key);
-    size_t n = 1;
-    if (text == NULL || text[0] == '\0')
+    if (text == NULL)
+        return NULL;
+    *len = strlen(text);
+    if (*len >= 2 && text[0] == '[' && text[*len - 1] == ']') {
+        text++;
+        *len -= 2;
+    }
+    while (*len > 0 && text[0] == ' ')
+        text++, (*len)--;
+    return text;
+}
+
+static size_t mock_option_list_count(sp_plugin_context *ctx, const char *key)
+{
+    size_t len = 0, n = 1;
+    const char *text = mock_list_text(ctx, key, &len);
+    if (text == NULL || len == 0)
         return 0;
-    for (; *text != '\0'; text++)
-        n += *text == ',';
+    for (size_t i = 0; i < len; i++)
+        n += text[i] == ',';
     return n;
 }
 
 static const char *mock_option_list_item(sp_plugin_context *ctx, const char *key, size_t index)
 {
     static char item[1024]; /* valid until the next call: enough for a test */
-    const char *text = mock_option_text(mock_from(ctx), key);
-    const char *end;
+    size_t len = 0, item_len;
+    const char *text = mock_list_text(ctx, key, &len), *end, *stop;
     if (text == NULL || index >= mock_option_list_count(ctx, key))
         return NULL;
+    stop = text + len;
     for (; index > 0; index--)
-        text = strchr(text, ',') + 1;
-    end = strchr(text, ',');
-    snprintf(item, sizeof(item), "%.*s", (int)(end != NULL ? end - text : (long)strlen(text)),
-             text);
+        text = (const char *)memchr(text, ',', (size_t)(stop - text)) + 1;
+    end = memchr(text, ',', (size_t)(stop - text));
+    end = end != NULL ? end : stop;
+    while (text < end && *text == ' ')
+        text++;
+    while (end > text && end[-1] == ' ')
+        end--;
+    item_len = (size_t)(end - text);
+    snprintf(item, sizeof(item), "%.*s", (int)item_len, text);
     return item;
 }
 
@@ -255,6 +303,13 @@ void mock_host_log_clear(mock_host *host)
 
 /* ---- timers ------------------------------------------------------------- */
 
+static uint64_t mock_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static sp_timer *mock_timer_start(sp_plugin_context *ctx, uint64_t delay_ms, int repeat,
                                   sp_timer_fn fn, void *arg)
 {
@@ -267,7 +322,7 @@ static sp_timer *mock_timer_start(sp_plugin_context *ctx, uint64_t delay_ms, int
         free(timer);
         return NULL;
     }
-    *timer = (sp_timer){host, delay_ms, repeat, 1, fn, arg};
+    *timer = (sp_timer){host, delay_ms, repeat, 1, fn, arg, mock_now_ms() + delay_ms};
     *slot = timer;
     return timer;
 }
@@ -434,21 +489,212 @@ static void mock_http_cancel(sp_http_call *call)
 {
 }
 
+/* environ plus spec->env (which wins); the strings are borrowed. */
+static char **mock_env_build(const char *const *extra)
+{
+    size_t count = 0, extra_count = 0, n = 0;
+    char **envp;
+    while (environ[count] != NULL)
+        count++;
+    while (extra != NULL && extra[extra_count] != NULL)
+        extra_count++;
+    if ((envp = calloc(count + extra_count + 1, sizeof(*envp))) == NULL)
+        return NULL;
+    for (size_t i = 0; i < count; i++) {
+        size_t key_len = strcspn(environ[i], "=");
+        int overridden = 0;
+        for (size_t j = 0; j < extra_count; j++)
+            overridden |= strncmp(environ[i], extra[j], key_len) == 0 && extra[j][key_len] == '=';
+        if (!overridden)
+            envp[n++] = environ[i];
+    }
+    for (size_t j = 0; j < extra_count; j++)
+        envp[n++] = (char *)extra[j];
+    return envp;
+}
+
+/*
+ * fork + exec in a new process group, stdout/stderr on pipes: what the
+ * daemon does with posix_spawnp (plain POSIX here, as this file is built
+ * without _GNU_SOURCE).  An exec failure is exit status 127.
+ */
+static int mock_spawn_child(const sp_process_spec *spec, int out[2], int errp[2], pid_t *pid)
+{
+    char **envp = mock_env_build(spec->env);
+    int null_fd;
+    if (envp == NULL)
+        return ENOMEM;
+    if ((*pid = fork()) < 0) {
+        free(envp);
+        return errno;
+    }
+    if (*pid > 0) {
+        setpgid(*pid, *pid); /* also in the child: whichever runs first */
+        free(envp);
+        return 0;
+    }
+    setpgid(0, 0);
+    null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0 ||
+        (spec->cwd != NULL && chdir(spec->cwd) != 0))
+        _exit(127);
+    signal(SIGPIPE, SIG_DFL);
+    environ = envp;
+    execvp(spec->argv[0], (char *const *)spec->argv);
+    _exit(127);
+}
+
+/* A pipe whose ends are closed on exec (the child's copies are dup2'd to 1 and 2). */
+static int mock_pipe(int fds[2])
+{
+    if (pipe(fds) != 0)
+        return -1;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
 static int mock_process_spawn(sp_plugin_context *ctx, const sp_process_spec *spec,
                               sp_process **process_out, char *err, size_t err_size)
 {
-    snprintf(err, err_size, "the mock host runs no processes");
-    return SP_UNAVAILABLE;
+    mock_host *host = mock_from(ctx);
+    int out[2] = {-1, -1}, errp[2] = {-1, -1}, rc;
+    sp_process *process, **slot;
+
+    if (spec == NULL || spec->argv == NULL || spec->argv[0] == NULL) {
+        snprintf(err, err_size, "spec.argv must name a program");
+        return SP_INVALID;
+    }
+    process = calloc(1, sizeof(*process));
+    if (process == NULL || mock_pipe(out) != 0 || mock_pipe(errp) != 0) {
+        snprintf(err, err_size, "cannot create pipes: %s", strerror(errno));
+        rc = SP_ERROR;
+        goto fail;
+    }
+    if ((rc = mock_spawn_child(spec, out, errp, &process->pid)) != 0) {
+        snprintf(err, err_size, "cannot run '%s': %s", spec->argv[0], strerror(rc));
+        rc = SP_ERROR;
+        goto fail;
+    }
+    close(out[1]);
+    close(errp[1]);
+    process->out_fd = out[0];
+    process->err_fd = errp[0];
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(errp[0], F_SETFL, O_NONBLOCK);
+    process->on_output = spec->on_output;
+    process->on_exit = spec->on_exit;
+    process->arg = spec->arg;
+    slot = mock_grow(&host->processes, &host->process_count, sizeof(*slot));
+    if (slot != NULL)
+        *slot = process;
+    if (process_out != NULL)
+        *process_out = process;
+    return SP_OK;
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (out[i] >= 0)
+            close(out[i]);
+        if (errp[i] >= 0)
+            close(errp[i]);
+    }
+    free(process);
+    return rc;
 }
 
 static int mock_process_signal(sp_process *process, int signal_number)
 {
-    return SP_NOT_FOUND;
+    if (process == NULL || process->pid <= 0)
+        return SP_INVALID;
+    if (kill(-process->pid, signal_number) == 0)
+        return SP_OK;
+    return errno == ESRCH ? SP_NOT_FOUND : SP_ERROR;
 }
 
 static long mock_process_pid(sp_process *process)
 {
-    return -1;
+    return process != NULL ? (long)process->pid : -1;
+}
+
+/* Reads what is there; closes the pipe at EOF. */
+static void mock_process_drain(sp_process *process, int *fd, int stream)
+{
+    char buffer[4096];
+    ssize_t n;
+    while (*fd >= 0 && (n = read(*fd, buffer, sizeof(buffer))) != 0) {
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            break;
+        }
+        if (process->on_output != NULL)
+            process->on_output(process->arg, stream, buffer, (size_t)n);
+    }
+    close(*fd);
+    *fd = -1;
+}
+
+/* One pass over the children: output read, the exited reaped and reported. */
+static void mock_process_poll(mock_host *host)
+{
+    for (size_t i = 0; i < host->process_count;) {
+        sp_process *process = host->processes[i];
+        int status;
+        mock_process_drain(process, &process->out_fd, 1);
+        mock_process_drain(process, &process->err_fd, 2);
+        if (waitpid(process->pid, &status, WNOHANG) != process->pid ||
+            !(WIFEXITED(status) || WIFSIGNALED(status))) {
+            i++;
+            continue;
+        }
+        for (int fd_index = 0; fd_index < 2; fd_index++) {
+            int *fd = fd_index == 0 ? &process->out_fd : &process->err_fd;
+            if (*fd >= 0)
+                close(*fd);
+            *fd = -1;
+        }
+        host->processes[i] = host->processes[--host->process_count];
+        if (process->on_exit != NULL)
+            process->on_exit(process->arg, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                             WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        free(process);
+    }
+}
+
+size_t mock_host_process_count(const mock_host *host)
+{
+    return host->process_count;
+}
+
+/* Timers whose delay has passed; those armed while firing wait for the next pass. */
+static void mock_timers_fire_due(mock_host *host)
+{
+    size_t count = host->timer_count;
+    for (size_t i = 0; i < count; i++) {
+        sp_timer *timer = host->timers[i];
+        if (!timer->armed || timer->due_ms > mock_now_ms())
+            continue;
+        if (timer->repeat)
+            timer->due_ms = mock_now_ms() + (timer->delay_ms > 0 ? timer->delay_ms : 1);
+        else
+            timer->armed = 0;
+        timer->fn(timer->arg);
+    }
+}
+
+int mock_host_run(mock_host *host, int (*done)(void *arg), void *arg, uint64_t timeout_ms)
+{
+    uint64_t deadline = mock_now_ms() + timeout_ms;
+    const struct timespec nap = {0, 5 * 1000 * 1000};
+    for (;;) {
+        mock_process_poll(host);
+        mock_timers_fire_due(host);
+        if (done != NULL && done(arg))
+            return 1;
+        if (mock_now_ms() >= deadline)
+            return 0;
+        nanosleep(&nap, NULL);
+    }
 }
 
 /* ---- registration ------------------------------------------------------- */
@@ -588,11 +834,22 @@ int mock_host_init(mock_host *host, char *err, size_t err_size)
     return rc;
 }
 
+/* Like an unload: fini, then registrations dropped and process callbacks detached. */
 void mock_host_fini(mock_host *host)
 {
     if (host->initialised && host->descriptor->fini != NULL)
         host->descriptor->fini(&host->ctx);
     host->initialised = 0;
+    for (size_t i = 0; i < host->provider_count; i++)
+        free(host->providers[i].name);
+    free(host->providers);
+    host->providers = NULL;
+    host->provider_count = 0;
+    for (size_t i = 0; i < host->process_count; i++) {
+        host->processes[i]->on_output = NULL;
+        host->processes[i]->on_exit = NULL;
+        host->processes[i]->arg = NULL;
+    }
 }
 
 static void mock_host_free_tables(mock_host *host)
@@ -614,6 +871,18 @@ static void mock_host_free_tables(mock_host *host)
         free(host->kvs[i].key);
         free(host->kvs[i].value);
     }
+    /* A child a test left running is killed with its group and reaped. */
+    for (size_t i = 0; i < host->process_count; i++) {
+        sp_process *process = host->processes[i];
+        kill(-process->pid, SIGKILL);
+        waitpid(process->pid, NULL, 0);
+        if (process->out_fd >= 0)
+            close(process->out_fd);
+        if (process->err_fd >= 0)
+            close(process->err_fd);
+        free(process);
+    }
+    free(host->processes);
     free(host->options);
     free(host->timers);
     free(host->metrics);

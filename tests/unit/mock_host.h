@@ -7,8 +7,15 @@
  * a key/value store in memory.  Options are set as the text a YAML config
  * would hold; descriptor defaults fill the rest, and option_int parses
  * durations, sizes and booleans the way the daemon documents them.  HTTP
- * and child processes answer SP_UNAVAILABLE: a test that needs them
- * belongs in tests/integration.
+ * answers SP_UNAVAILABLE: a test that needs it belongs in tests/integration.
+ *
+ * Child processes are real (own process group, stdout/stderr on pipes, as
+ * the daemon does), but nothing happens behind the test's back: only
+ * mock_host_run() reads their output, reaps them (on_exit) and fires
+ * timers whose delay has passed in real time.  mock_host_fini() acts like
+ * an unload: it calls fini, drops the registrations and detaches the
+ * callbacks of running processes, so mock_host_init() again is a restart
+ * of the plugin with the same options and key/value store.
  *
  *   mock_host *host = mock_host_new();
  *   mock_host_load(host, TEST_BUILDDIR "/plugins/auth_token/.libs/auth_token.so", err, sizeof err);
@@ -22,6 +29,7 @@
 #define SPARKPLANE_TESTS_MOCK_HOST_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sparkplane/sparkplane.h>
 
 typedef struct mock_host mock_host;
@@ -55,6 +63,15 @@ void mock_host_log_clear(mock_host *host);
 size_t mock_host_timer_count(const mock_host *host);
 uint64_t mock_host_timer_delay(const mock_host *host, size_t index);
 size_t mock_host_fire_timers(mock_host *host);
+
+/*
+ * Runs real time for up to timeout_ms: reads child output, reaps exited
+ * children (on_exit), fires due timers.  Stops early once done(arg) is
+ * non-zero (done may be NULL); returns 1 when it stopped because of done.
+ */
+int mock_host_run(mock_host *host, int (*done)(void *arg), void *arg, uint64_t timeout_ms);
+/* Children spawned and not yet reaped. */
+size_t mock_host_process_count(const mock_host *host);
 
 /* A metric's value; -1 when not registered. */
 double mock_host_metric_value(const mock_host *host, const char *name, const char *labels);

@@ -75,6 +75,14 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(cfg->auth_chain_count, 0);
     CU_ASSERT_STRING_EQUAL(cfg->source_path, "t.yaml");
     CU_ASSERT_PTR_NOT_NULL(cfg->root);
+    CU_ASSERT_STRING_EQUAL(cfg->runner_default_backend, "local");
+    CU_ASSERT_EQUAL(cfg->reconcile_interval_ms, 2000);
+    CU_ASSERT_EQUAL(cfg->max_starting_per_backend, 4);
+    CU_ASSERT_EQUAL(cfg->max_running_per_backend, 16);
+    CU_ASSERT_EQUAL(cfg->max_running_per_team, 8);
+    CU_ASSERT_EQUAL(cfg->idempotency_ttl_ms, 24ull * 3600 * 1000);
+    CU_ASSERT_EQUAL(cfg->spark_version_count, 0);
+    CU_ASSERT_PTR_NULL(config_find_spark_version(cfg, "4.0"));
     config_free(cfg);
 
     /* empty sections keep their defaults too */
@@ -125,6 +133,25 @@ static void test_full_file(void)
 
     CU_ASSERT_EQUAL_FATAL(cfg->auth_chain_count, 1);
     CU_ASSERT_STRING_EQUAL(cfg->auth_chain[0], "auth_token");
+
+    CU_ASSERT_STRING_EQUAL(cfg->runner_default_backend, "sim");
+    CU_ASSERT_EQUAL(cfg->reconcile_interval_ms, 500);
+    CU_ASSERT_EQUAL(cfg->max_starting_per_backend, 2);
+    CU_ASSERT_EQUAL(cfg->max_running_per_backend, 32);
+    CU_ASSERT_EQUAL(cfg->max_running_per_team, 3);
+    CU_ASSERT_EQUAL(cfg->idempotency_ttl_ms, 7ull * 24 * 3600 * 1000);
+    CU_ASSERT_EQUAL_FATAL(cfg->spark_version_count, 2);
+    const config_spark_version *v40 = config_find_spark_version(cfg, "4.0");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v40);
+    CU_ASSERT_STRING_EQUAL(v40->spark_home, "/opt/spark-4.0");
+    CU_ASSERT_STRING_EQUAL(v40->image, "spark-platform:4.0-latest");
+    const config_spark_version *v351 = config_find_spark_version(cfg, "3.5.1");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v351);
+    CU_ASSERT_PTR_NULL(v351->spark_home);
+    CU_ASSERT_STRING_EQUAL(v351->image, "spark-platform:3.5.1-latest");
+    CU_ASSERT_PTR_EQUAL(&cfg->spark_versions[1], v351); /* document order */
+    CU_ASSERT_PTR_NULL(config_find_spark_version(cfg, "3.5"));
+    CU_ASSERT_PTR_NULL(config_find_spark_version(cfg, NULL));
     config_free(cfg);
 }
 
@@ -245,8 +272,84 @@ static void test_every_problem_is_collected(void)
     CU_ASSERT(has_problem("t.yaml:22:26: auth.chain[2]: plugin 'off_one' is disabled"));
     CU_ASSERT(has_problem("t.yaml:22:35: auth.chain[3]: 'good' is listed twice"));
     CU_ASSERT(has_problem("t.yaml:23:1: extra: unknown key 'extra' at the top level; known "
-                          "keys: server, log, state, plugin_directory, plugins, auth"));
+                          "keys: server, log, state, plugin_directory, plugins, auth, runner, "
+                          "spark_versions"));
     CU_ASSERT_EQUAL(count, 18);
+}
+
+static void test_runner_values(void)
+{
+    load_text_fails("runner:\n"                               /* 1 */
+                    "  default_backend: Local-1\n"            /* 2 */
+                    "  reconcile_interval: 0s\n"              /* 3 */
+                    "  max_starting_per_backend: 0\n"         /* 4 */
+                    "  max_running_per_backend: many\n"       /* 5 */
+                    "  max_running_per_team: 100001\n"        /* 6 */
+                    "  idempotency_ttl: forever\n"            /* 7 */
+                    "  max_jobs: 3\n");                       /* 8 */
+    CU_ASSERT(has_problem("t.yaml:2:20: runner.default_backend: backend names are 1 to 64 "
+                          "characters of a-z, 0-9 and '_', got 'Local-1'"));
+    CU_ASSERT(has_problem("t.yaml:3:23: runner.reconcile_interval: must be greater than 0"));
+    CU_ASSERT(has_problem("t.yaml:4:29: runner.max_starting_per_backend: expected an integer "
+                          "from 1 to 100000, got '0'"));
+    CU_ASSERT(has_problem("t.yaml:5:28: runner.max_running_per_backend: expected an integer "
+                          "from 1 to 100000, got 'many'"));
+    CU_ASSERT(has_problem("t.yaml:6:25: runner.max_running_per_team: expected an integer from "
+                          "1 to 100000, got '100001'"));
+    CU_ASSERT(has_problem("t.yaml:7:20: runner.idempotency_ttl: expected a duration such as "
+                          "250ms, 30s, 5m, 2h or 7d, got 'forever'"));
+    CU_ASSERT(has_problem("t.yaml:8:3: runner.max_jobs: unknown key 'max_jobs' in runner; "
+                          "known keys: default_backend, reconcile_interval, "
+                          "max_starting_per_backend, max_running_per_backend, "
+                          "max_running_per_team, idempotency_ttl"));
+    CU_ASSERT_EQUAL(problems.count, 7);
+
+    load_text_fails("runner: [local]\n");
+    CU_ASSERT(has_problem("t.yaml:1:9: runner: expected a mapping, got a sequence"));
+
+    config *cfg = load_text("runner:\n  max_running_per_team: 100000\n  default_backend: sim\n");
+    CU_ASSERT_EQUAL(cfg->max_running_per_team, 100000);
+    CU_ASSERT_EQUAL(cfg->max_running_per_backend, 16); /* the others keep their defaults */
+    CU_ASSERT_STRING_EQUAL(cfg->runner_default_backend, "sim");
+    config_free(cfg);
+}
+
+static void test_spark_versions(void)
+{
+    load_text_fails("spark_versions:\n"                      /* 1 */
+                    "  '4.x': {image: a}\n"                  /* 2 */
+                    "  '4.0':\n"                             /* 3 */
+                    "    spark_home: relative/spark\n"       /* 4 */
+                    "  '3.5': {}\n"                          /* 5 */
+                    "  '3.4': [a]\n"                         /* 6 */
+                    "  '3.3': {image: x, colour: red}\n"     /* 7 */
+                    "  '3.2':\n"                             /* 8 */
+                    "  '.1': {image: y}\n"                   /* 9 */
+                    "  '3.1': {image: ''}\n");               /* 10 */
+    CU_ASSERT(has_problem("t.yaml:2:3: spark_versions.4.x: spark versions look like 3.5 or "
+                          "4.0.1 ([0-9]+(.[0-9]+)*), got '4.x'"));
+    CU_ASSERT(has_problem("t.yaml:4:17: spark_versions.4.0.spark_home: must be an absolute "
+                          "path, got 'relative/spark'"));
+    CU_ASSERT(has_problem("t.yaml:5:10: spark_versions.3.5: set spark_home (local backend), "
+                          "image (container backends) or both"));
+    CU_ASSERT(has_problem("t.yaml:6:10: spark_versions.3.4: expected a mapping with "
+                          "spark_home and/or image, got a sequence"));
+    CU_ASSERT(has_problem("t.yaml:7:21: spark_versions.3.3.colour: unknown key 'colour' in "
+                          "spark_versions.3.3; known keys: spark_home, image"));
+    CU_ASSERT(has_problem("t.yaml:8:9: spark_versions.3.2: expected a mapping with spark_home "
+                          "and/or image, got null"));
+    CU_ASSERT(has_problem("t.yaml:9:3: spark_versions..1: spark versions look like 3.5 or "
+                          "4.0.1 ([0-9]+(.[0-9]+)*), got '.1'"));
+    CU_ASSERT(has_problem("t.yaml:10:18: spark_versions.3.1.image: expected a non-empty string, "
+                          "got ''"));
+    CU_ASSERT_EQUAL(problems.count, 8);
+
+    config *cfg = load_text("spark_versions:\n  '4':\n    spark_home: /opt/spark\n");
+    CU_ASSERT_EQUAL_FATAL(cfg->spark_version_count, 1);
+    CU_ASSERT_STRING_EQUAL(config_find_spark_version(cfg, "4")->spark_home, "/opt/spark");
+    CU_ASSERT_PTR_NULL(config_find_spark_version(cfg, "4")->image);
+    CU_ASSERT_PTR_NULL(config_find_spark_version(cfg, "4.0")); /* versions match exactly */
+    config_free(cfg);
 }
 
 static void test_listen_addresses(void)
@@ -396,6 +499,8 @@ static const unit_test_case cases[] = {
     {"problems in drop-ins are all reported", test_dropin_problems_are_all_reported},
     {"an unreadable main file", test_unreadable_main_file},
     {"every problem is collected with its place and key", test_every_problem_is_collected},
+    {"runner limits and durations", test_runner_values},
+    {"spark_versions map versions to runtimes", test_spark_versions},
     {"listen addresses are checked one by one", test_listen_addresses},
     {"config_split_listen", test_split_listen},
     {"paths resolve against their file or the state directory", test_paths},

@@ -5,12 +5,39 @@
  * asynchronous: it starts the work, returns SP_OK (or an error at once),
  * and later calls the reply function exactly once from the event loop.
  * Specs travel as JSON text so the table stays stable while the job and
- * cluster shapes grow; the runner documents their fields.
+ * cluster shapes grow.  A backend ignores fields it does not know.
  *
- * A backend reports state changes it observes on its own (a container
- * exited, a pod was evicted) through the `on_event` callback the host sets
- * in sp_backend_ops.attach(); reconcile() asks it to report the state of
- * everything it owns after a restart.
+ * job_submit(job_json):
+ *   {"id": "job-...", "attempt": 1,
+ *    "spec": {the normalised job: name, team, application{file, class, args,
+ *             py_files, jars, conf}, resources{driver, executor,
+ *             dynamic_allocation}, spark_version, ...},
+ *    "runtime": {"spark_version": "4.0", "spark_home": "...", "image": "..."}}
+ *   reply SP_OK {"state": "SUBMITTED"|"RUNNING", "spark_app_id"?: "..."};
+ *   SP_AGAIN: at capacity, try later (the job stays PENDING, message shown);
+ *   SP_UNAVAILABLE: the engine is down (stays PENDING, message shown);
+ *   SP_INVALID: this job can never run here (it FAILS with the message).
+ *
+ * job_status(id): reply SP_OK {"state": "SUBMITTED"|"RUNNING"|"SUCCEEDED"|
+ *   "FAILED"|"CANCELLED", "spark_app_id"?, "reason"?, "exit_code"?};
+ *   SP_NOT_FOUND: the backend does not know the job (it FAILS as lost).
+ *
+ * job_cancel(id): reply SP_OK once the stop has begun; job_status later
+ *   reports CANCELLED.  A job that already ended replies its final state.
+ *
+ * job_logs(id, offset, limit): reply SP_OK {"data": "<text>", "next_offset": N,
+ *   "complete": true|false} - the driver log from byte `offset`, at most
+ *   `limit` bytes (invalid UTF-8 replaced); complete once the job ended and
+ *   nothing is left.
+ *
+ * attach(on_event): the backend calls on_event(host_arg, json) whenever it
+ *   notices a change by itself, with the job_status shape plus "id".
+ *
+ * reconcile(): reply SP_OK {"jobs": ["job-...", ...]} - every job the
+ *   backend still owns after a restart.
+ *
+ * Clusters (cluster_start/scale/stop/endpoint) are specified with the
+ * provisioning API; a backend without clusters leaves them NULL.
  */
 #ifndef SPARKPLANE_BACKEND_H
 #define SPARKPLANE_BACKEND_H

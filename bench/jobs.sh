@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# bench/jobs.sh - the jobs API of sparkplaned, measured against the same daemon's /healthz,
+# and its read latency with 1,000 and with 1,000,000 jobs in the store, in one run.
+#
+#   bench/jobs.sh [--quick] [--build DIR]
+#
+#   --quick      3 s of load per measurement and 100,000 jobs instead of 1,000,000
+#   --build DIR  a build directory (DIR/core/sparkplaned) or an install prefix
+#                (DIR/sbin/sparkplaned); default ./build.  Nothing is built here.
+#
+# Jobs run on backend_sim, the SIMULATED backend (no Spark), so the daemon's API, runner
+# and store are what is measured.  The daemon and wrk share the machine (wrk: one thread).
+#   (a) durable submits/s: POST /api/v1/jobs with a new Idempotency-Key per request (each
+#       answer means the job is committed) vs GET /healthz, 32 connections;
+#   (b) GET /api/v1/jobs/{id} (random ids of the jobs from (a)) vs GET /healthz, 32 connections;
+#   (c) p50/p99 of GET /api/v1/jobs/{id} and of GET /api/v1/jobs?team=bench&limit=100 following
+#       page tokens, one connection (latency without queueing), with 1,000 and then 1,000,000
+#       jobs bulk-inserted into the stopped daemon's SQLite file (bench/jobs_bulk.py).
+# Nothing is asserted: the script fails only when something does not run (the daemon does
+# not start, an answer is not 2xx, wrk fails).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD="$ROOT/build"
+DURATION=10s
+BIG=1000000
+SMALL=1000
+CONNECTIONS=32
+PAGES=5
+DRAIN_TIMEOUT=180
+
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+    --quick)
+        DURATION=3s
+        BIG=100000
+        ;;
+    --build)
+        BUILD=$(cd "${2:?--build needs a directory}" && pwd)
+        shift
+        ;;
+    *)
+        echo "bench: unknown argument '$1' (usage: bench/jobs.sh [--quick] [--build DIR])" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sparkplane-bench-jobs.XXXXXX")
+daemon_pid=""
+cleanup() {
+    if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+        kill -TERM "$daemon_pid" 2>/dev/null || true
+        wait "$daemon_pid" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+find_daemon() {
+    if [ -x "$BUILD/core/sparkplaned" ]; then
+        DAEMON="$BUILD/core/sparkplaned"
+        AUTH_SO="$BUILD/plugins/auth_token/.libs/auth_token.so"
+        SIM_SO="$BUILD/plugins/backend_sim/.libs/backend_sim.so"
+    elif [ -x "$BUILD/sbin/sparkplaned" ]; then
+        DAEMON="$BUILD/sbin/sparkplaned"
+        AUTH_SO="$BUILD/lib/sparkplane/plugins/auth_token.so"
+        SIM_SO="$BUILD/lib/sparkplane/plugins/backend_sim.so"
+    else
+        die "no sparkplaned in $BUILD (build first, e.g. scripts/run.sh, or pass --build DIR)"
+    fi
+    [ -f "$AUTH_SO" ] || die "no $AUTH_SO"
+    [ -f "$SIM_SO" ] || die "no $SIM_SO (make plugins/backend_sim/backend_sim.la)"
+    if ldd "$DAEMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
+        log "warning: $DAEMON is built with sanitizers; its numbers are not meaningful"
+    fi
+    command -v wrk >/dev/null || die "wrk is missing (scripts/install-deps.sh --test)"
+    command -v sqlite3 >/dev/null || die "sqlite3 is missing (apt-get install sqlite3)"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# An admin token for every team: the bench reads jobs of two teams.
+make_token() {
+    TOKEN=$(openssl rand -hex 24)
+    printf '%s bench admin *\n' "$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)" \
+        >"$WORK/tokens"
+    chmod 600 "$WORK/tokens"
+}
+
+# write_config STATE_DIR: a config for that state directory on a fresh loopback port.
+write_config() {
+    PORT=$(free_port)
+    URL="http://127.0.0.1:$PORT"
+    mkdir -p "$1"
+    # Limits high enough that admission never holds the bench's jobs back; warnings only,
+    # so the daemon writes no per-request or per-job log lines.
+    cat >"$WORK/sparkplane.yaml" <<EOF
+server:
+  listen: ["127.0.0.1:$PORT"]
+log:
+  level: warn
+state:
+  directory: $1
+plugin_directory: $(dirname "$AUTH_SO")
+plugins:
+  auth_token:
+    path: $AUTH_SO
+    options:
+      tokens_file: $WORK/tokens
+  backend_sim:
+    path: $SIM_SO
+    options:
+      run_duration: 1s
+      max_concurrent_jobs: 100000
+auth:
+  chain: [auth_token]
+runner:
+  default_backend: sim
+  max_starting_per_backend: 1000
+  max_running_per_backend: 100000
+  max_running_per_team: 100000
+spark_versions:
+  "4.0":
+    spark_home: /nonexistent/spark-not-used-by-backend-sim
+EOF
+    DB="$1/sparkplane.db"
+}
+
+start_daemon() {
+    local deadline=$((SECONDS + 60))
+    "$DAEMON" --config "$WORK/sparkplane.yaml" 2>>"$WORK/sparkplaned.log" &
+    daemon_pid=$!
+    # A store of a million jobs may take a moment to open.
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        curl -fsS --max-time 2 -o /dev/null "$URL/healthz" 2>/dev/null && return 0
+        kill -0 "$daemon_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    die "sparkplaned did not answer /healthz: $(tail -n 20 "$WORK/sparkplaned.log")"
+}
+
+# Stops the daemon; a sanitizer report in its log (a sanitizer build) is a failure.
+stop_daemon() {
+    local report
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+    daemon_pid=""
+    report=$(grep -m1 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' \
+        "$WORK/sparkplaned.log" || true)
+    [ -z "$report" ] || die "sparkplaned: $report"
+}
+
+# api METHOD PATH [BODY]: prints the body; dies unless the answer is 2xx.
+api() {
+    local out code
+    out=$(curl -sS --max-time 10 -w '\n%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/json' ${3:+--data "$3"} "$URL$2") ||
+        die "$1 $2: curl failed"
+    code=${out##*$'\n'}
+    out=${out%$'\n'*}
+    case "$code" in
+    2??) printf '%s\n' "$out" ;;
+    *) die "$1 $2 answered $code: $out" ;;
+    esac
+}
+
+json_field() {
+    python3 -c 'import json, sys; v = json.load(sys.stdin).get(sys.argv[1]); print(v if v is not None else "")' "$1"
+}
+
+# wrk_run NAME CONNECTIONS DURATION SCRIPT URL ARGS...: prints the WRK_STATS fields.
+# Dies when wrk fails, an answer was not 2xx, or nothing was served.
+wrk_run() {
+    local name=$1 connections=$2 duration=$3 script=$4 url=$5 out stats
+    shift 5
+    out=$(wrk -t1 -c"$connections" -d"$duration" --timeout 5s -s "$script" "$url" -- "$@") ||
+        die "wrk failed for $name: $out"
+    printf '%s\n' "$out" | sed "s/^/  [$name] /" >&2
+    stats=$(printf '%s\n' "$out" | sed -n 's/^WRK_STATS //p')
+    [ -n "$stats" ] || die "no WRK_STATS from wrk for $name"
+    [ "$(field non2xx "$stats")" = 0 ] || die "$name: $(field non2xx "$stats") answers were not 2xx"
+    awk -v r="$(field requests "$stats")" 'BEGIN { exit !(r >= 1) }' || die "$name served nothing"
+    printf '%s\n' "$stats"
+}
+
+# field NAME "k=v k=v ...": the value of NAME.
+field() {
+    printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f\n", a / b; else print "nan" }'
+}
+
+sql() {
+    sqlite3 -cmd '.timeout 5000' "file:$DB?mode=ro" "$1"
+}
+
+# Waits until no job is in flight, so the next measurement has the daemon to itself.
+wait_drained() {
+    local deadline=$((SECONDS + DRAIN_TIMEOUT)) left
+    while :; do
+        left=$(sql "SELECT count(*) FROM jobs WHERE state NOT IN ('SUCCEEDED','FAILED','CANCELLED')")
+        [ "$left" = 0 ] && break
+        [ "$SECONDS" -ge "$deadline" ] && break
+        sleep 0.5
+    done
+    IN_FLIGHT=$left
+}
+
+# Walks the team's pages once with curl and prints how many page tokens were followed.
+walk_pages() {
+    local path token="" followed=0 page
+    for ((page = 1; page <= PAGES; page++)); do
+        path="/api/v1/jobs?team=bench&limit=100${token:+&page_token=$token}"
+        token=$(api GET "$path" | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+print(doc.get("next_page_token") or doc.get("page_token") or "")')
+        [ -n "$token" ] || break
+        [ "$page" -lt "$PAGES" ] && followed=$((followed + 1))
+    done
+    printf '%s\n' "$followed"
+}
+
+# Phase 1: throughput of submits and of reads, each against /healthz right before it.
+measure_throughput() {
+    local body job_id stats
+    write_config "$WORK/state-throughput"
+    start_daemon
+    body='{"name":"bench-smoke","team":"bench","spark_version":"4.0","application":{"file":"local:///bench/job.py"}}'
+    job_id=$(api POST /api/v1/jobs "$body" | json_field id)
+    [ -n "$job_id" ] || die "POST /api/v1/jobs answered no id"
+    api GET "/api/v1/jobs/$job_id" >/dev/null
+
+    log "(a) /healthz, then POST /api/v1/jobs, $CONNECTIONS connections, $DURATION each"
+    stats=$(wrk_run healthz-a "$CONNECTIONS" "$DURATION" "$ROOT/bench/jobs.lua" "$URL" healthz "$TOKEN")
+    HEALTHZ_A=$(field rps "$stats")
+    stats=$(wrk_run submit "$CONNECTIONS" "$DURATION" "$ROOT/bench/jobs.lua" "$URL" submit "$TOKEN" "run$$")
+    SUBMIT_RPS=$(field rps "$stats")
+    SUBMIT_REQUESTS=$(field requests "$stats")
+    SUBMIT_P99=$(field p99_ms "$stats")
+    # Durable: every acknowledged submit is in the store (requests still in flight when wrk
+    # stopped may add a few more).
+    JOBS_STORED=$(sql "SELECT count(*) FROM jobs WHERE name = 'bench-submit'")
+    [ "$JOBS_STORED" -ge "$SUBMIT_REQUESTS" ] ||
+        die "only $JOBS_STORED of $SUBMIT_REQUESTS acknowledged submits are in the store"
+
+    log "waiting (up to ${DRAIN_TIMEOUT}s) for the $JOBS_STORED submitted jobs to finish on backend sim"
+    local began=$SECONDS
+    wait_drained
+    DRAIN_SECONDS=$((SECONDS - began))
+    JOBS_STORED=$(sql "SELECT count(*) FROM jobs WHERE name = 'bench-submit'")
+    FINISHED=$(sql "SELECT count(*) FROM jobs WHERE name = 'bench-submit' AND state IN ('SUCCEEDED','FAILED')")
+    sql "SELECT id FROM jobs" >"$WORK/ids"
+
+    log "(b) /healthz, then GET /api/v1/jobs/{id} over $(wc -l <"$WORK/ids") ids"
+    stats=$(wrk_run healthz-b "$CONNECTIONS" "$DURATION" "$ROOT/bench/jobs.lua" "$URL" healthz "$TOKEN")
+    HEALTHZ_B=$(field rps "$stats")
+    stats=$(wrk_run get "$CONNECTIONS" "$DURATION" "$ROOT/bench/jobs.lua" "$URL" get "$TOKEN" "$WORK/ids")
+    GET_RPS=$(field rps "$stats")
+    stop_daemon
+    SPEC_DB=$DB
+}
+
+# measure_latency LABEL JOBS: p50/p99 of one job and of the list, one connection.
+measure_latency() {
+    local label=$1 jobs=$2 stats
+    start_daemon
+    PAGES_FOLLOWED=$(walk_pages)
+    api GET "/api/v1/jobs/job-$(printf '%026d' $((jobs - 2)))" >/dev/null
+    log "(c) $jobs jobs: GET /api/v1/jobs/{id} and the list, 1 connection, $DURATION each"
+    stats=$(wrk_run "get-$label" 1 "$DURATION" "$ROOT/bench/jobs.lua" "$URL" get "$TOKEN" "seq:$jobs")
+    eval "GET_P50_$label=$(field p50_ms "$stats") GET_P99_$label=$(field p99_ms "$stats")"
+    stats=$(wrk_run "list-$label" 1 "$DURATION" "$ROOT/bench/jobs_list.lua" "$URL" "$TOKEN" bench "$PAGES")
+    eval "LIST_P50_$label=$(field p50_ms "$stats") LIST_P99_$label=$(field p99_ms "$stats")"
+    eval "PAGES_$label=$PAGES_FOLLOWED"
+    stop_daemon
+}
+
+bulk_insert() {
+    local out
+    out=$(python3 "$ROOT/bench/jobs_bulk.py" "$DB" "$1" --spec-from "$SPEC_DB") ||
+        die "bulk insert of $1 jobs failed"
+    log "bulk insert: $out"
+    BULK_SECONDS=$(field seconds "$out")
+}
+
+# Phase 2: the same reads with a small and a big table, inserted while the daemon is down.
+measure_scaling() {
+    write_config "$WORK/state-scaling"
+    start_daemon # creates the schema
+    stop_daemon
+    bulk_insert "$SMALL"
+    measure_latency small "$SMALL"
+    bulk_insert "$BIG"
+    BIG_INSERT_SECONDS=$BULK_SECONDS
+    DB_MIB=$(($(stat -c %s "$DB") / 1048576))
+    measure_latency big "$BIG"
+}
+
+main() {
+    find_daemon
+    make_token
+    measure_throughput
+    measure_scaling
+
+    local submit_ratio get_ratio
+    submit_ratio=$(ratio "$SUBMIT_RPS" "$HEALTHZ_A")
+    get_ratio=$(ratio "$GET_RPS" "$HEALTHZ_B")
+    cat >&2 <<EOF
+bench: (a) durable submits $SUBMIT_RPS/s vs /healthz $HEALTHZ_A/s: ratio $submit_ratio ($JOBS_STORED stored, $FINISHED finished on sim in ${DRAIN_SECONDS}s)
+bench: (b) GET /jobs/{id} $GET_RPS/s vs /healthz $HEALTHZ_B/s: ratio $get_ratio
+bench: (c) GET /jobs/{id} p50 ${GET_P50_small}ms -> ${GET_P50_big}ms, p99 ${GET_P99_small}ms -> ${GET_P99_big}ms ($SMALL -> $BIG jobs)
+bench: (c) list p50 ${LIST_P50_small}ms -> ${LIST_P50_big}ms, p99 ${LIST_P99_small}ms -> ${LIST_P99_big}ms (pages followed: $PAGES_small, $PAGES_big)
+EOF
+    cat <<EOF
+BENCH BEGIN
+duration=$DURATION
+connections=$CONNECTIONS
+healthz_rps_a=$HEALTHZ_A
+submit_rps=$SUBMIT_RPS
+submit_p99_ms=$SUBMIT_P99
+submit_ratio=$submit_ratio
+jobs_stored=$JOBS_STORED
+jobs_finished=$FINISHED
+jobs_in_flight_after_drain=$IN_FLIGHT
+drain_seconds=$DRAIN_SECONDS
+healthz_rps_b=$HEALTHZ_B
+get_rps=$GET_RPS
+get_ratio=$get_ratio
+small_jobs=$SMALL
+big_jobs=$BIG
+big_insert_seconds=$BIG_INSERT_SECONDS
+big_db_mib=$DB_MIB
+get_p50_ms_small=$GET_P50_small
+get_p99_ms_small=$GET_P99_small
+get_p50_ms_big=$GET_P50_big
+get_p99_ms_big=$GET_P99_big
+get_p50_ratio=$(ratio "$GET_P50_big" "$GET_P50_small")
+get_p99_ratio=$(ratio "$GET_P99_big" "$GET_P99_small")
+list_pages_followed_small=$PAGES_small
+list_pages_followed_big=$PAGES_big
+list_p50_ms_small=$LIST_P50_small
+list_p99_ms_small=$LIST_P99_small
+list_p50_ms_big=$LIST_P50_big
+list_p99_ms_big=$LIST_P99_big
+list_p50_ratio=$(ratio "$LIST_P50_big" "$LIST_P50_small")
+list_p99_ratio=$(ratio "$LIST_P99_big" "$LIST_P99_small")
+BENCH END
+EOF
+}
+
+main
