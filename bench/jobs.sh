@@ -4,7 +4,8 @@
 #
 #   bench/jobs.sh [--quick] [--build DIR]
 #
-#   --quick      3 s of load per measurement and 100,000 jobs instead of 1,000,000
+#   --quick      3 s of load per throughput measurement (2 s per latency round) and
+#                100,000 jobs instead of 1,000,000
 #   --build DIR  a build directory (DIR/core/sparkplaned) or an install prefix
 #                (DIR/sbin/sparkplaned); default ./build.  Nothing is built here.
 #
@@ -14,8 +15,9 @@
 #       answer means the job is committed) vs GET /healthz, 32 connections;
 #   (b) GET /api/v1/jobs/{id} (random ids of the jobs from (a)) vs GET /healthz, 32 connections;
 #   (c) p50/p99 of GET /api/v1/jobs/{id} and of GET /api/v1/jobs?team=bench&limit=100 following
-#       page tokens, one connection (latency without queueing), with 1,000 and then 1,000,000
-#       jobs bulk-inserted into the stopped daemon's SQLite file (bench/jobs_bulk.py).
+#       page tokens, one connection (latency without queueing), on a store of 1,000 and one of
+#       1,000,000 jobs bulk-inserted into the SQLite file while no daemon runs
+#       (bench/jobs_bulk.py); 3 alternating rounds (small, big, ...) of 5 s, medians kept.
 # Nothing is asserted: the script fails only when something does not run (the daemon does
 # not start, an answer is not 2xx, wrk fails).
 set -euo pipefail
@@ -28,11 +30,14 @@ SMALL=1000
 CONNECTIONS=32
 PAGES=5
 DRAIN_TIMEOUT=180
+LATENCY_DURATION=5s
+ROUNDS=3
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
     --quick)
         DURATION=3s
+        LATENCY_DURATION=2s
         BIG=100000
         ;;
     --build)
@@ -273,40 +278,61 @@ measure_throughput() {
     SPEC_DB=$DB
 }
 
-# measure_latency LABEL JOBS: p50/p99 of one job and of the list, one connection.
+# measure_latency LABEL JOBS STATE_DIR: one round of p50/p99 of one job and of the list, on
+# one connection; each value is appended to the LABEL's list (medians are taken at the end).
 measure_latency() {
-    local label=$1 jobs=$2 stats
+    local label=$1 jobs=$2 stats pages
+    write_config "$3"
     start_daemon
-    PAGES_FOLLOWED=$(walk_pages)
+    pages=$(walk_pages)
+    eval "PAGES_$label=$pages"
     api GET "/api/v1/jobs/job-$(printf '%026d' $((jobs - 2)))" >/dev/null
-    log "(c) $jobs jobs: GET /api/v1/jobs/{id} and the list, 1 connection, $DURATION each"
-    stats=$(wrk_run "get-$label" 1 "$DURATION" "$ROOT/bench/jobs.lua" "$URL" get "$TOKEN" "seq:$jobs")
-    eval "GET_P50_$label=$(field p50_ms "$stats") GET_P99_$label=$(field p99_ms "$stats")"
-    stats=$(wrk_run "list-$label" 1 "$DURATION" "$ROOT/bench/jobs_list.lua" "$URL" "$TOKEN" bench "$PAGES")
-    eval "LIST_P50_$label=$(field p50_ms "$stats") LIST_P99_$label=$(field p99_ms "$stats")"
-    eval "PAGES_$label=$PAGES_FOLLOWED"
+    stats=$(wrk_run "get-$label" 1 "$LATENCY_DURATION" "$ROOT/bench/jobs.lua" "$URL" get "$TOKEN" \
+        "seq:$jobs")
+    eval "GET_P50_$label+=' $(field p50_ms "$stats")' GET_P99_$label+=' $(field p99_ms "$stats")'"
+    stats=$(wrk_run "list-$label" 1 "$LATENCY_DURATION" "$ROOT/bench/jobs_list.lua" "$URL" \
+        "$TOKEN" bench "$PAGES")
+    eval "LIST_P50_$label+=' $(field p50_ms "$stats")' LIST_P99_$label+=' $(field p99_ms "$stats")'"
     stop_daemon
+}
+
+median() {
+    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 bulk_insert() {
     local out
-    out=$(python3 "$ROOT/bench/jobs_bulk.py" "$DB" "$1" --spec-from "$SPEC_DB") ||
-        die "bulk insert of $1 jobs failed"
+    out=$(python3 "$ROOT/bench/jobs_bulk.py" "$1" "$2" --spec-from "$SPEC_DB") ||
+        die "bulk insert of $2 jobs failed"
     log "bulk insert: $out"
     BULK_SECONDS=$(field seconds "$out")
 }
 
-# Phase 2: the same reads with a small and a big table, inserted while the daemon is down.
+# Phase 2: the same reads on a small and on a big table, filled while no daemon runs.  The
+# two stores are measured in alternating rounds (small, big, small, big, ...) and the medians
+# kept, so load from elsewhere on the machine hits both sides alike.
 measure_scaling() {
-    write_config "$WORK/state-scaling"
+    local small_dir=$WORK/state-small big_dir=$WORK/state-big round
+    write_config "$small_dir"
     start_daemon # creates the schema
     stop_daemon
-    bulk_insert "$SMALL"
-    measure_latency small "$SMALL"
-    bulk_insert "$BIG"
+    bulk_insert "$small_dir/sparkplane.db" "$SMALL"
+    cp -a "$small_dir" "$big_dir"
+    bulk_insert "$big_dir/sparkplane.db" "$BIG"
     BIG_INSERT_SECONDS=$BULK_SECONDS
-    DB_MIB=$(($(stat -c %s "$DB") / 1048576))
-    measure_latency big "$BIG"
+    DB_MIB=$(($(stat -c %s "$big_dir/sparkplane.db") / 1048576))
+    GET_P50_small="" GET_P99_small="" LIST_P50_small="" LIST_P99_small=""
+    GET_P50_big="" GET_P99_big="" LIST_P50_big="" LIST_P99_big=""
+    for ((round = 1; round <= ROUNDS; round++)); do
+        log "(c) round $round/$ROUNDS: $SMALL then $BIG jobs, GET /api/v1/jobs/{id} and the list, 1 connection, $LATENCY_DURATION each"
+        measure_latency small "$SMALL" "$small_dir"
+        measure_latency big "$BIG" "$big_dir"
+    done
+    for name in GET_P50 GET_P99 LIST_P50 LIST_P99; do
+        for label in small big; do
+            eval "${name}_$label=\$(median \"\$${name}_$label\")"
+        done
+    done
 }
 
 main() {

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "config.h"
 #include "daemon.h"
@@ -137,6 +138,12 @@ static int main_run(const char *config_path, config *cfg)
     diag_list problems = {0};
     int rc = 0;
 
+    /*
+     * Adopt orphaned descendants (a Spark JVM whose wrapper shell died) so
+     * the SIGCHLD handler reaps them instead of leaving zombies behind when
+     * PID 1 does not reap (containers).
+     */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     daemon.base = event_base_new();
     daemon.config_path = strdup(config_path);
     if (daemon.base == NULL || daemon.config_path == NULL) {

@@ -229,7 +229,12 @@ void process_manager_free(process_manager *manager)
     while (manager->processes != NULL) {
         sp_process *process = manager->processes;
         int status;
-        if (!process->exited && kill(-process->pid, SIGTERM) == 0)
+        /*
+         * A released process belongs to a plugin that let go of it on
+         * purpose (a backend's job outlives the daemon and is re-attached
+         * after a restart): leave it running.
+         */
+        if (!process->exited && process->owner != NULL && kill(-process->pid, SIGTERM) == 0)
             waitpid(process->pid, &status, WNOHANG); /* reap it now if it was quick */
         process_unlink(process);
         process_free(process);

@@ -20,7 +20,7 @@
 typedef struct process_manager process_manager;
 
 process_manager *process_manager_new(struct event_base *base);
-/* Sends SIGTERM to every running group, detaches, frees. */
+/* Sends SIGTERM to every running group still owned (released ones keep running), frees. */
 void process_manager_free(process_manager *manager);
 
 int process_manager_spawn(process_manager *manager, void *owner, const sp_process_spec *spec,

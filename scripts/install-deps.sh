@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# scripts/install-deps.sh - install what building (and with --test, testing)
-# sparkplane needs, from Debian's packages and, for the test venv, PyPI.
+# scripts/install-deps.sh - install what building, running (and with --test,
+# testing) sparkplane needs, from Debian's packages and, for .venv, PyPI.
 #
-#   scripts/install-deps.sh          build dependencies
+#   scripts/install-deps.sh          build dependencies, Java 17 and a Python
+#                                    venv at .venv with pyspark 4.0 (the local
+#                                    backend runs real Spark from it)
 #   scripts/install-deps.sh --test   also clang (fuzzers), wrk and nginx-light
 #                                    (benchmark baseline), systemd-analyze, and
-#                                    a Python venv at .venv with pytest + requests
+#                                    pytest + requests in .venv
+#
+# SPARK_HOME for the local backend is the installed pyspark package:
+#   .venv/bin/python -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))'
+# and .venv/bin/python is the interpreter its .py jobs need (it imports pyspark).
 #
 # Idempotent and fast on reruns: packages are checked with dpkg-query and apt
 # runs (update once, then install) only when something is missing.  Never
@@ -21,7 +27,11 @@ BUILD_PACKAGES=(
     libssl-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler libcunit1-dev
     python3-venv curl ca-certificates openssl
 )
+# The local backend (the default) runs spark-submit, which needs a JVM.
+RUN_PACKAGES=(openjdk-17-jre-headless)
 TEST_PACKAGES=(clang wrk)
+# pip requirement and the module that proves it is there.
+PYSPARK_REQUIREMENT='pyspark==4.0.*'
 PYTHON_TEST_PACKAGES=(pytest requests)
 
 want_test=0
@@ -29,7 +39,7 @@ for arg in "$@"; do
     case "$arg" in
     --test) want_test=1 ;;
     -h | --help)
-        sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -91,22 +101,32 @@ apt_install() {
 }
 
 # The venv uses Debian's python3 (the one python3-venv belongs to), not
-# whichever python3 comes first on PATH.
+# whichever python3 comes first on PATH.  A working venv is kept (pyspark
+# is large); only what is missing is installed into it.
 setup_venv() {
     local venv="$ROOT/.venv" python=/usr/bin/python3
+    local -a wanted=()
     [ -x "$python" ] || python=$(command -v python3)
-    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import pytest, requests' 2>/dev/null; then
+    if ! [ -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+        log "creating $venv"
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+    fi
+    "$venv/bin/python" -c 'import pyspark, sys; sys.exit(not pyspark.__version__.startswith("4.0."))' \
+        2>/dev/null || wanted+=("$PYSPARK_REQUIREMENT")
+    if [ "$want_test" -eq 1 ]; then
+        "$venv/bin/python" -c 'import pytest, requests' 2>/dev/null || wanted+=("${PYTHON_TEST_PACKAGES[@]}")
+    fi
+    if [ "${#wanted[@]}" -eq 0 ]; then
         return 0
     fi
-    log "creating $venv with: ${PYTHON_TEST_PACKAGES[*]}"
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "${PYTHON_TEST_PACKAGES[@]}"
+    log "installing into $venv: ${wanted[*]}"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${wanted[@]}"
 }
 
 main() {
     local -a missing
-    mapfile -t missing < <(missing_packages "${BUILD_PACKAGES[@]}")
+    mapfile -t missing < <(missing_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}")
     if [ "$want_test" -eq 1 ]; then
         mapfile -t -O "${#missing[@]}" missing < <(missing_packages "${TEST_PACKAGES[@]}")
         # Any nginx flavour will do as the baseline; nginx-light is the smallest.
@@ -118,9 +138,7 @@ main() {
     else
         log "all packages present"
     fi
-    if [ "$want_test" -eq 1 ]; then
-        setup_venv
-    fi
+    setup_venv
 }
 
 main

@@ -830,6 +830,7 @@ static void test_real_spark(void)
     w = (event_wait){&f, "real-cancel", "spark_app_id"};
     CU_ASSERT_TRUE(mock_host_run(f.host, event_arrived, &w, REAL_WAIT_MS));
     pid = job_pid(&f, "real-cancel");
+    memset(&box, 0, sizeof(box));
     CU_ASSERT_EQUAL(f.ops->job_cancel(f.provider, "real-cancel", on_reply, &box), SP_OK);
     reply_wait(&f, &box);
     box_clear(&box);

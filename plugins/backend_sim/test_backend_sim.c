@@ -52,9 +52,16 @@ static void answer_clear(answer *a)
     memset(a, 0, sizeof(*a));
 }
 
+/* A string field of the reply, or "(none)": a missing field fails an assertion, not the run. */
 static const char *answer_string(const answer *a, const char *key)
 {
-    return json_string_value(json_object_get(a->doc, key));
+    const char *value = json_string_value(json_object_get(a->doc, key));
+    return value != NULL ? value : "(none)";
+}
+
+static const char *text_or_none(const char *text)
+{
+    return text != NULL ? text : "(none)";
 }
 
 static void fixture_event(void *host_arg, const char *json)
@@ -121,9 +128,9 @@ static const char *fixture_state(fixture *f, const char *id, answer *a)
 static const char *fixture_event_state(const fixture *f, size_t index, const char *id)
 {
     json_t *event = json_array_get(f->events, index);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(event, "id")), id);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(event, "kind")), "job");
-    return json_string_value(json_object_get(event, "state"));
+    CU_ASSERT_STRING_EQUAL(text_or_none(json_string_value(json_object_get(event, "id"))), id);
+    CU_ASSERT_STRING_EQUAL(text_or_none(json_string_value(json_object_get(event, "kind"))), "job");
+    return text_or_none(json_string_value(json_object_get(event, "state")));
 }
 
 /* Wakes the simulator until it reported `state` for `id` (jobs a ms apart end a ms apart). */
@@ -132,8 +139,10 @@ static int fixture_wake_until(fixture *f, const char *id, const char *state)
     for (int wakes = 0; wakes < 100; wakes++) {
         for (size_t i = 0; i < json_array_size(f->events); i++) {
             json_t *event = json_array_get(f->events, i);
-            if (strcmp(json_string_value(json_object_get(event, "id")), id) == 0 &&
-                strcmp(json_string_value(json_object_get(event, "state")), state) == 0)
+            const char *event_id = json_string_value(json_object_get(event, "id"));
+            const char *event_state = json_string_value(json_object_get(event, "state"));
+            if (strcmp(text_or_none(event_id), id) == 0 &&
+                strcmp(text_or_none(event_state), state) == 0)
                 return 1;
         }
         mock_host_fire_timers(f->host);
@@ -489,7 +498,7 @@ static void reconcile_ids(fixture *f, char *out, size_t size)
     out[0] = '\0';
     for (size_t i = 0; i < json_array_size(jobs); i++)
         len += (size_t)snprintf(out + len, size - len, "%s%s", i ? "," : "",
-                                json_string_value(json_array_get(jobs, i)));
+                                text_or_none(json_string_value(json_array_get(jobs, i))));
     answer_clear(&a);
 }
 

@@ -374,6 +374,25 @@ static void test_free_terminates_running_groups(void)
     event_base_free(base);
 }
 
+/* A backend's job that was let go outlives the daemon's process manager. */
+static void test_free_leaves_released_processes(void)
+{
+    struct event_base *base = event_base_new();
+    process_manager *pm = process_manager_new(base);
+    child_record r = {0};
+    sp_process *p = spawn_sh(pm, "exec sleep 30", &r);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    pid_t pid = (pid_t)process_manager_pid(p);
+    process_manager_release_owner(pm, &r);
+    process_manager_free(pm);
+    CU_ASSERT_TRUE(pid_is_running(pid));
+    kill(-pid, SIGKILL);
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_EQUAL(r.exits, 0);
+    event_base_free(base);
+}
+
 static const unit_test_case cases[] = {
     {"stdout, stderr and the exit code arrive", test_output_and_exit_code},
     {"a signal is reported as term_signal", test_signal_reports_term_signal},
@@ -387,6 +406,7 @@ static const unit_test_case cases[] = {
     {"many processes at once", test_many_processes},
     {"release_owner detaches callbacks", test_release_owner_detaches},
     {"free sends SIGTERM to running groups", test_free_terminates_running_groups},
+    {"free leaves released processes running", test_free_leaves_released_processes},
     {NULL, NULL}};
 
 UNIT_TEST_MAIN("process", cases)
