@@ -23,6 +23,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LUA="$ROOT/bench/jobs.lua"
 BUILD="$ROOT/build"
 DURATION=10s
 BIG=1000000
@@ -91,7 +92,8 @@ find_daemon() {
 }
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # An admin token for every team: the bench reads jobs of two teams.
@@ -180,7 +182,9 @@ api() {
 }
 
 json_field() {
-    python3 -c 'import json, sys; v = json.load(sys.stdin).get(sys.argv[1]); print(v if v is not None else "")' "$1"
+    python3 -c 'import json, sys
+value = json.load(sys.stdin).get(sys.argv[1])
+print(value if value is not None else "")' "$1"
 }
 
 # wrk_run NAME CONNECTIONS DURATION SCRIPT URL ARGS...: prints the WRK_STATS fields.
@@ -215,7 +219,8 @@ sql() {
 wait_drained() {
     local deadline=$((SECONDS + DRAIN_TIMEOUT)) left
     while :; do
-        left=$(sql "SELECT count(*) FROM jobs WHERE state NOT IN ('SUCCEEDED','FAILED','CANCELLED')")
+        left=$(sql "SELECT count(*) FROM jobs
+                    WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')")
         [ "$left" = 0 ] && break
         [ "$SECONDS" -ge "$deadline" ] && break
         sleep 0.5
@@ -243,15 +248,16 @@ measure_throughput() {
     local body job_id stats
     write_config "$WORK/state-throughput"
     start_daemon
-    body='{"name":"bench-smoke","team":"bench","spark_version":"4.0","application":{"file":"local:///bench/job.py"}}'
+    body='{"name":"bench-smoke","team":"bench","spark_version":"4.0",
+           "application":{"file":"local:///bench/job.py"}}'
     job_id=$(api POST /api/v1/jobs "$body" | json_field id)
     [ -n "$job_id" ] || die "POST /api/v1/jobs answered no id"
     api GET "/api/v1/jobs/$job_id" >/dev/null
 
     log "(a) /healthz, then POST /api/v1/jobs, $CONNECTIONS connections, $DURATION each"
-    stats=$(wrk_run healthz-a "$CONNECTIONS" "$DURATION" "$ROOT/bench/jobs.lua" "$URL" healthz "$TOKEN")
+    stats=$(wrk_run healthz-a "$CONNECTIONS" "$DURATION" "$LUA" "$URL" healthz "$TOKEN")
     HEALTHZ_A=$(field rps "$stats")
-    stats=$(wrk_run submit "$CONNECTIONS" "$DURATION" "$ROOT/bench/jobs.lua" "$URL" submit "$TOKEN" "run$$")
+    stats=$(wrk_run submit "$CONNECTIONS" "$DURATION" "$LUA" "$URL" submit "$TOKEN" "run$$")
     SUBMIT_RPS=$(field rps "$stats")
     SUBMIT_REQUESTS=$(field requests "$stats")
     SUBMIT_P99=$(field p99_ms "$stats")
@@ -261,18 +267,19 @@ measure_throughput() {
     [ "$JOBS_STORED" -ge "$SUBMIT_REQUESTS" ] ||
         die "only $JOBS_STORED of $SUBMIT_REQUESTS acknowledged submits are in the store"
 
-    log "waiting (up to ${DRAIN_TIMEOUT}s) for the $JOBS_STORED submitted jobs to finish on backend sim"
+    log "waiting (up to ${DRAIN_TIMEOUT}s) for the $JOBS_STORED jobs to finish on backend sim"
     local began=$SECONDS
     wait_drained
     DRAIN_SECONDS=$((SECONDS - began))
     JOBS_STORED=$(sql "SELECT count(*) FROM jobs WHERE name = 'bench-submit'")
-    FINISHED=$(sql "SELECT count(*) FROM jobs WHERE name = 'bench-submit' AND state IN ('SUCCEEDED','FAILED')")
+    FINISHED=$(sql "SELECT count(*) FROM jobs
+                    WHERE name = 'bench-submit' AND state IN ('SUCCEEDED', 'FAILED')")
     sql "SELECT id FROM jobs" >"$WORK/ids"
 
     log "(b) /healthz, then GET /api/v1/jobs/{id} over $(wc -l <"$WORK/ids") ids"
-    stats=$(wrk_run healthz-b "$CONNECTIONS" "$DURATION" "$ROOT/bench/jobs.lua" "$URL" healthz "$TOKEN")
+    stats=$(wrk_run healthz-b "$CONNECTIONS" "$DURATION" "$LUA" "$URL" healthz "$TOKEN")
     HEALTHZ_B=$(field rps "$stats")
-    stats=$(wrk_run get "$CONNECTIONS" "$DURATION" "$ROOT/bench/jobs.lua" "$URL" get "$TOKEN" "$WORK/ids")
+    stats=$(wrk_run get "$CONNECTIONS" "$DURATION" "$LUA" "$URL" get "$TOKEN" "$WORK/ids")
     GET_RPS=$(field rps "$stats")
     stop_daemon
     SPEC_DB=$DB
@@ -287,8 +294,7 @@ measure_latency() {
     pages=$(walk_pages)
     eval "PAGES_$label=$pages"
     api GET "/api/v1/jobs/job-$(printf '%026d' $((jobs - 2)))" >/dev/null
-    stats=$(wrk_run "get-$label" 1 "$LATENCY_DURATION" "$ROOT/bench/jobs.lua" "$URL" get "$TOKEN" \
-        "seq:$jobs")
+    stats=$(wrk_run "get-$label" 1 "$LATENCY_DURATION" "$LUA" "$URL" get "$TOKEN" "seq:$jobs")
     eval "GET_P50_$label+=' $(field p50_ms "$stats")' GET_P99_$label+=' $(field p99_ms "$stats")'"
     stats=$(wrk_run "list-$label" 1 "$LATENCY_DURATION" "$ROOT/bench/jobs_list.lua" "$URL" \
         "$TOKEN" bench "$PAGES")
@@ -297,7 +303,9 @@ measure_latency() {
 }
 
 median() {
-    printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    printf '%s\n' $1 | sort -g |
+        awk '{ v[NR] = $1 }
+             END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 bulk_insert() {
@@ -324,7 +332,8 @@ measure_scaling() {
     GET_P50_small="" GET_P99_small="" LIST_P50_small="" LIST_P99_small=""
     GET_P50_big="" GET_P99_big="" LIST_P50_big="" LIST_P99_big=""
     for ((round = 1; round <= ROUNDS; round++)); do
-        log "(c) round $round/$ROUNDS: $SMALL then $BIG jobs, GET /api/v1/jobs/{id} and the list, 1 connection, $LATENCY_DURATION each"
+        log "(c) round $round/$ROUNDS: $SMALL then $BIG jobs, GET /api/v1/jobs/{id} and the" \
+            "list, 1 connection, $LATENCY_DURATION each"
         measure_latency small "$SMALL" "$small_dir"
         measure_latency big "$BIG" "$big_dir"
     done
@@ -344,12 +353,13 @@ main() {
     local submit_ratio get_ratio
     submit_ratio=$(ratio "$SUBMIT_RPS" "$HEALTHZ_A")
     get_ratio=$(ratio "$GET_RPS" "$HEALTHZ_B")
-    cat >&2 <<EOF
-bench: (a) durable submits $SUBMIT_RPS/s vs /healthz $HEALTHZ_A/s: ratio $submit_ratio ($JOBS_STORED stored, $FINISHED finished on sim in ${DRAIN_SECONDS}s)
-bench: (b) GET /jobs/{id} $GET_RPS/s vs /healthz $HEALTHZ_B/s: ratio $get_ratio
-bench: (c) GET /jobs/{id} p50 ${GET_P50_small}ms -> ${GET_P50_big}ms, p99 ${GET_P99_small}ms -> ${GET_P99_big}ms ($SMALL -> $BIG jobs)
-bench: (c) list p50 ${LIST_P50_small}ms -> ${LIST_P50_big}ms, p99 ${LIST_P99_small}ms -> ${LIST_P99_big}ms (pages followed: $PAGES_small, $PAGES_big)
-EOF
+    log "(a) durable submits $SUBMIT_RPS/s vs /healthz $HEALTHZ_A/s: ratio $submit_ratio" \
+        "($JOBS_STORED stored, $FINISHED finished on sim ${DRAIN_SECONDS}s later)"
+    log "(b) GET /jobs/{id} $GET_RPS/s vs /healthz $HEALTHZ_B/s: ratio $get_ratio"
+    log "(c) GET /jobs/{id} p50 ${GET_P50_small}ms -> ${GET_P50_big}ms," \
+        "p99 ${GET_P99_small}ms -> ${GET_P99_big}ms ($SMALL -> $BIG jobs)"
+    log "(c) list p50 ${LIST_P50_small}ms -> ${LIST_P50_big}ms," \
+        "p99 ${LIST_P99_small}ms -> ${LIST_P99_big}ms (pages followed: $PAGES_small, $PAGES_big)"
     cat <<EOF
 BENCH BEGIN
 duration=$DURATION

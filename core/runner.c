@@ -259,6 +259,31 @@ static void runner_transition(runner *r, const char *id, const char *from, const
 }
 
 /*
+ * A failed attempt of a job allowed more (max_attempts): RETRYING with the
+ * failure, then PENDING again as the next attempt, so admission control
+ * applies to the retry like to any job.  Returns 1 when it retried.
+ */
+static int runner_retry(runner *r, const json_t *job, const char *current, const char *failure,
+                        const store_job_update *update)
+{
+    json_int_t attempt = json_integer_value(json_object_get(job, "attempt"));
+    json_int_t max_attempts = json_integer_value(json_object_get(job, "max_attempts"));
+    const char *id = runner_json_string(job, "id");
+    char reason[768];
+    if (attempt < 1 || attempt >= max_attempts)
+        return 0;
+    snprintf(reason, sizeof(reason), "attempt %lld of %lld failed: %s", (long long)attempt,
+             (long long)max_attempts, failure ? failure : "no reason given");
+    runner_transition(r, id, current, "RETRYING", reason, update);
+    store_job_update next = {.attempt = (int)attempt + 1};
+    snprintf(reason, sizeof(reason), "retrying: attempt %lld of %lld", (long long)attempt + 1,
+             (long long)max_attempts);
+    runner_transition(r, id, "RETRYING", "PENDING", reason, &next);
+    runner_count("sparkplane_jobs_retries_total", "Failed attempts that were retried.", NULL);
+    return 1;
+}
+
+/*
  * Brings the stored job in line with what its backend reports
  * ({"state","spark_app_id"?,"reason"?}).  Returns 1 when something changed.
  */
@@ -281,7 +306,10 @@ static int runner_apply_observation(runner *r, const char *job_id, const json_t 
     if (app_id && (stored_app == NULL || strcmp(stored_app, app_id) != 0))
         update.spark_app_id = app_id;
 
-    if (runner_state_is_final(seen)) {
+    if (strcmp(seen, "FAILED") == 0 && strcmp(current, "CANCELLING") != 0 &&
+        runner_retry(r, job, current, reason, &update)) {
+        changed = 1;
+    } else if (runner_state_is_final(seen)) {
         if (reason == NULL) {
             snprintf(text, sizeof(text), "%s on backend %s",
                      strcmp(seen, "SUCCEEDED") == 0 ? "finished" : "ended", runner_job_backend(r, job));

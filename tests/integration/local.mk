@@ -18,6 +18,7 @@ EXTRA_DIST += \
 	tests/integration/test_concurrency.py \
 	tests/integration/test_errors.py \
 	tests/integration/test_jobs_api.py \
+	tests/integration/test_jobs_runner.py \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
 	tests/integration/test_reload.py \
