@@ -73,6 +73,7 @@ static const char *const runner_in_flight_states[] = {"SUBMITTED", "RUNNING", "C
 static const char *const runner_pending_states[] = {"PENDING", NULL};
 
 static void runner_on_tick(evutil_socket_t fd, short what, void *arg);
+static void runner_on_wake(evutil_socket_t fd, short what, void *arg);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -428,18 +429,52 @@ static void runner_hand_off(runner *r, const json_t *job, const char *backend)
 
 /* ---- admission ---------------------------------------------------------- */
 
+/*
+ * Load counts for one admission pass: read from the store once per backend
+ * and team, then kept up to date as the pass hands jobs off.
+ */
+#define RUNNER_LOAD_SLOTS 64
+
 typedef struct runner_load {
-    int64_t starting;
-    int64_t running;
+    char name[64];
+    int is_team;
+    int64_t starting;           /* backends: SUBMITTED */
+    int64_t running;            /* SUBMITTED + RUNNING + CANCELLING */
 } runner_load;
 
-static int runner_admission_reason(runner *r, const json_t *job, const char *backend,
-                                   char *reason, size_t reason_size)
+typedef struct runner_admission {
+    runner_load loads[RUNNER_LOAD_SLOTS];
+    size_t count;
+} runner_admission;
+
+static runner_load *runner_load_of(runner *r, runner_admission *pass, const char *name,
+                                   int is_team)
+{
+    static const char *const starting[] = {"SUBMITTED", NULL};
+    for (size_t i = 0; i < pass->count; i++)
+        if (pass->loads[i].is_team == is_team && strcmp(pass->loads[i].name, name) == 0)
+            return &pass->loads[i];
+    if (pass->count == RUNNER_LOAD_SLOTS)
+        return NULL; /* too many distinct names in one pass: the rest wait a tick */
+    runner_load *load = &pass->loads[pass->count++];
+    memset(load, 0, sizeof(*load));
+    snprintf(load->name, sizeof(load->name), "%s", name);
+    load->is_team = is_team;
+    store *st = r->daemon->state;
+    if (is_team) {
+        store_jobs_count(st, runner_in_flight_states, name, NULL, &load->running);
+    } else {
+        store_jobs_count(st, starting, NULL, name, &load->starting);
+        store_jobs_count(st, runner_in_flight_states, NULL, name, &load->running);
+    }
+    return load;
+}
+
+static int runner_admission_reason(runner *r, runner_admission *pass, const json_t *job,
+                                   const char *backend, char *reason, size_t reason_size)
 {
     const config *cfg = r->daemon->cfg;
     const char *team = runner_json_string(job, "team");
-    static const char *const starting[] = {"SUBMITTED", NULL};
-    int64_t backend_starting = 0, backend_running = 0, team_running = 0;
     void *provider;
 
     if (runner_backend(r, backend, &provider) == NULL) {
@@ -449,36 +484,44 @@ static int runner_admission_reason(runner *r, const json_t *job, const char *bac
                  backend, names);
         return 1;
     }
-    store_jobs_count(r->daemon->state, starting, NULL, backend, &backend_starting);
-    store_jobs_count(r->daemon->state, runner_in_flight_states, NULL, backend, &backend_running);
-    store_jobs_count(r->daemon->state, runner_in_flight_states, team, NULL, &team_running);
-    if ((uint64_t)backend_starting >= cfg->max_starting_per_backend) {
+    runner_load *b = runner_load_of(r, pass, backend, 0);
+    runner_load *t = runner_load_of(r, pass, team ? team : "", 1);
+    if (b == NULL || t == NULL) {
+        snprintf(reason, reason_size, "waiting: admission is busy; next pass");
+        return 1;
+    }
+    if ((uint64_t)b->starting >= cfg->max_starting_per_backend) {
         snprintf(reason, reason_size,
                  "waiting: %lld job(s) starting on backend %s "
                  "(runner.max_starting_per_backend=%llu)",
-                 (long long)backend_starting, backend,
+                 (long long)b->starting, backend,
                  (unsigned long long)cfg->max_starting_per_backend);
         return 1;
     }
-    if ((uint64_t)backend_running >= cfg->max_running_per_backend) {
+    if ((uint64_t)b->running >= cfg->max_running_per_backend) {
         snprintf(reason, reason_size,
                  "waiting: %lld job(s) running on backend %s (runner.max_running_per_backend=%llu)",
-                 (long long)backend_running, backend,
+                 (long long)b->running, backend,
                  (unsigned long long)cfg->max_running_per_backend);
         return 1;
     }
-    if ((uint64_t)team_running >= cfg->max_running_per_team) {
+    if ((uint64_t)t->running >= cfg->max_running_per_team) {
         snprintf(reason, reason_size,
                  "waiting: team %s has %lld job(s) running (runner.max_running_per_team=%llu)",
-                 team, (long long)team_running, (unsigned long long)cfg->max_running_per_team);
+                 team, (long long)t->running, (unsigned long long)cfg->max_running_per_team);
         return 1;
     }
+    /* Admitted: count it now so the rest of the pass sees the new load. */
+    b->starting++;
+    b->running++;
+    t->running++;
     return 0;
 }
 
 static void runner_admit(runner *r)
 {
     json_t *pending = NULL;
+    runner_admission pass = {.count = 0};
     char reason[512];
     if (store_jobs_in_states(r->daemon->state, runner_pending_states, RUNNER_ADMIT_BATCH,
                              &pending) != 0)
@@ -489,7 +532,7 @@ static void runner_admit(runner *r)
     {
         const char *id = runner_json_string(job, "id");
         const char *backend = runner_job_backend(r, job);
-        if (runner_admission_reason(r, job, backend, reason, sizeof(reason))) {
+        if (runner_admission_reason(r, &pass, job, backend, reason, sizeof(reason))) {
             const char *old = runner_json_string(job, "reason");
             if (old == NULL || strcmp(old, reason) != 0)
                 runner_transition(r, id, "PENDING", "PENDING", reason, NULL);
@@ -615,6 +658,18 @@ static void runner_on_tick(evutil_socket_t fd, short what, void *arg)
     runner_admit(r);
 }
 
+/*
+ * A submission or a finished job: only admission can change, so the full
+ * reconcile waits for the next tick.  Wake-ups in one loop turn coalesce.
+ */
+static void runner_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    runner *r = arg;
+    if (r->daemon->draining || r->daemon->state == NULL)
+        return;
+    runner_admit(r);
+}
+
 /* ---- public API -------------------------------------------------------- */
 
 runner *runner_new(daemon_state *daemon)
@@ -624,7 +679,7 @@ runner *runner_new(daemon_state *daemon)
         return NULL;
     r->daemon = daemon;
     r->tick = event_new(daemon->base, -1, EV_PERSIST, runner_on_tick, r);
-    r->wake = event_new(daemon->base, -1, 0, runner_on_tick, r);
+    r->wake = event_new(daemon->base, -1, 0, runner_on_wake, r);
     if (r->tick == NULL || r->wake == NULL) {
         runner_free(r);
         return NULL;
@@ -654,7 +709,7 @@ void runner_start(runner *r)
 {
     runner_attach_backends(r);
     runner_schedule(r);
-    runner_wake(r);
+    event_active(r->tick, EV_TIMEOUT, 0); /* re-attach in-flight jobs at once */
 }
 
 void runner_plugins_changed(runner *r)
@@ -674,7 +729,7 @@ void runner_plugins_changed(runner *r)
     }
     runner_attach_backends(r);
     runner_schedule(r); /* the interval may have changed */
-    runner_wake(r);
+    event_active(r->tick, EV_TIMEOUT, 0);
 }
 
 void runner_free(runner *r)

@@ -29,7 +29,7 @@ BUILD_PACKAGES=(
 )
 # The local backend (the default) runs spark-submit, which needs a JVM.
 RUN_PACKAGES=(openjdk-17-jre-headless)
-TEST_PACKAGES=(clang wrk)
+TEST_PACKAGES=(clang wrk sqlite3)
 # pip requirement and the module that proves it is there.
 PYSPARK_REQUIREMENT='pyspark==4.0.*'
 PYTHON_TEST_PACKAGES=(pytest requests)

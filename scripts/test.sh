@@ -335,6 +335,23 @@ bench_quick() {
     bash "$ROOT/bench/run.sh" --quick --build "$PLAIN_BUILD"
 }
 
+bench_jobs_quick() {
+    bash "$ROOT/bench/jobs.sh" --quick --build "$PLAIN_BUILD"
+}
+
+# The shipped etc/sparkplane.yaml, with this machine's paths, passes
+# --check-config against the installed plugins (what run.sh does too).
+default_config() {
+    local dir="$WORK/default-config"
+    mkdir -p "$dir/conf.d"
+    : >"$dir/tokens"
+    sed -e "s|/etc/sparkplane/tokens|$dir/tokens|" \
+        -e "s|directory: /var/lib/sparkplane|directory: $dir/state|" \
+        "$ROOT/etc/sparkplane.yaml" >"$dir/sparkplane.yaml"
+    printf 'plugin_directory: %s\n' "$STAGE/usr/lib/sparkplane/plugins" >"$dir/conf.d/10-stage.yaml"
+    "$STAGE/usr/sbin/sparkplaned" --config "$dir/sparkplane.yaml" --check-config
+}
+
 distcheck() {
     make -C "$PLAIN_BUILD" -j"$JOBS" distcheck
 }
@@ -382,7 +399,9 @@ main() {
         blocked sdk-example plain-build
         blocked installed-daemon plain-build
         blocked systemd-unit plain-build
+        blocked default-config plain-build
         blocked bench plain-build
+        blocked bench-jobs plain-build
         blocked distcheck plain-build
     else
         step sdk-example sdk_example
@@ -397,7 +416,9 @@ main() {
             log "systemd-analyze not found: systemd-unit skipped"
             skipped=$((skipped + 1))
         fi
+        step default-config default_config
         step bench bench_quick
+        step bench-jobs bench_jobs_quick
         step distcheck distcheck
     fi
 

@@ -13,12 +13,16 @@ EXTRA_DIST += \
 	tests/integration/README.md \
 	tests/integration/conftest.py \
 	tests/integration/helpers.py \
+	tests/integration/spark_apps/count_rows.py \
+	tests/integration/spark_apps/raise_error.py \
+	tests/integration/spark_apps/sleep_in_udf.py \
 	tests/integration/test_auth.py \
 	tests/integration/test_cli.py \
 	tests/integration/test_concurrency.py \
 	tests/integration/test_errors.py \
 	tests/integration/test_jobs_api.py \
 	tests/integration/test_jobs_runner.py \
+	tests/integration/test_jobs_spark.py \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
 	tests/integration/test_reload.py \

@@ -107,7 +107,7 @@ def process_alive(pid):
     return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
-def assert_no_processes(needles, what, timeout=10.0):
+def assert_no_processes(needles, what, timeout=5.0):
     """Nothing may mention needles once `timeout` passed (SIGKILL is not instant)."""
     try:
         helpers.wait_until(lambda: not job_processes(needles), timeout, interval=0.2,
@@ -403,10 +403,11 @@ def test_idempotency_key_replays_one_job_across_a_restart(spark_daemon, tmp_path
     rows = 1000
     markers = str(tmp_path / "markers")
     output = str(tmp_path / "count.json")
+    go = str(tmp_path / "go")                      # the job runs until the restart is done
     body = job_body("count-once", "count_rows.py", "--rows", rows, "--output", output,
-                    "--marker-dir", markers)
+                    "--marker-dir", markers, "--wait-for", go, "--wait-timeout", 2 * JOB_TIMEOUT)
     other = job_body("count-once", "count_rows.py", "--rows", rows + 1, "--output", output,
-                     "--marker-dir", markers)
+                     "--marker-dir", markers, "--wait-for", go)
     key = f"sparkit-{uuid.uuid4().hex}"
 
     def assert_replays(job_id):
@@ -433,7 +434,9 @@ def test_idempotency_key_replays_one_job_across_a_restart(spark_daemon, tmp_path
     assert daemon.stop() == 0, daemon.log_tail()
     daemon.start()
     assert_replays(job_id)
-
+    assert get_job(daemon, job_id)["state"] == "RUNNING"     # the stop did not end it
+    with open(go, "w"):
+        pass
     done = wait_for_state(daemon, job_id, ("SUCCEEDED",))
     assert_count_result(output, rows, done)
     assert len(os.listdir(markers)) == 1, os.listdir(markers)
@@ -443,42 +446,66 @@ def test_idempotency_key_replays_one_job_across_a_restart(spark_daemon, tmp_path
 # ---- 5: SIGKILL the daemon while jobs run ----------------------------------------------------
 
 def test_sigkill_restart_reattaches_running_jobs_and_fails_lost_ones(spark_daemon, tmp_path):
-    daemon = spark_daemon()
-    rows = 5000
-    markers = str(tmp_path / "markers")
-    output = str(tmp_path / "count.json")
+    """Three jobs run when the daemon is SIGKILLed.  While it is down one finishes, one's
+    driver is killed and one keeps running; after the restart each ends as it really did."""
+    daemon = spark_daemon(max_concurrent_jobs=3)
+    rows = {"survivor": 5000, "early": 7000}
+    jobs, go = {}, {}
+    for name in rows:
+        go[name] = str(tmp_path / f"go-{name}")
+        jobs[name] = submit(daemon, job_body(
+            name, "count_rows.py", "--rows", rows[name], "--output", str(tmp_path / name),
+            "--marker-dir", str(tmp_path / f"markers-{name}"), "--wait-for", go[name],
+            "--wait-timeout", 2 * JOB_TIMEOUT)).json()["id"]
     started = str(tmp_path / "udf-started")
-    survivor = submit(daemon, job_body("survivor", "count_rows.py", "--rows", rows, "--output",
-                                       output, "--marker-dir", markers, "--sleep", 20)).json()["id"]
-    victim = submit(daemon, job_body("victim", "sleep_in_udf.py", 120, started)).json()["id"]
-    wait_for_state(daemon, survivor, ("RUNNING",))
-    wait_for_state(daemon, victim, ("RUNNING",))
-    survivor_log = os.path.join(daemon.work, survivor, "driver.log")
-    helpers.wait_until(lambda: "SPARKIT-SLEEPING" in read_text(survivor_log), JOB_TIMEOUT,
-                       interval=POLL_INTERVAL, what="the survivor to reach its sleep")
-    wait_for_file(daemon, victim, started)
+    jobs["victim"] = submit(daemon, job_body("victim", "sleep_in_udf.py", 600,
+                                             started)).json()["id"]
+    for name in rows:
+        log = os.path.join(daemon.work, jobs[name], "driver.log")
+        helpers.wait_until(lambda: "SPARKIT-WAITING" in read_text(log), JOB_TIMEOUT,
+                           interval=POLL_INTERVAL, what=f"{name} to wait for its go file")
+    wait_for_file(daemon, jobs["victim"], started)
+    for job_id in jobs.values():
+        assert get_job(daemon, job_id)["state"] == "RUNNING"
 
     daemon.send_signal(signal.SIGKILL)
     assert daemon.wait_exit() == -signal.SIGKILL
-    # while the daemon is down, the victim's driver dies with its whole process group
-    with open(os.path.join(daemon.work, victim, "pid")) as source:
+    # while the daemon is down: the victim's driver dies with its whole process group ...
+    with open(os.path.join(daemon.work, jobs["victim"], "pid")) as source:
         victim_group = int(source.read())
     os.killpg(victim_group, signal.SIGKILL)
     helpers.wait_until(lambda: not process_alive(victim_group), 10, interval=0.1,
                        what="the victim's wrapper to die")
-    assert not os.path.exists(output), "the survivor finished before the restart; sleep longer"
-    assert job_processes([os.path.join(daemon.work, survivor)]), "the survivor is not running"
+    # ... "early" finishes ...
+    with open(go["early"], "w"):
+        pass
+    early_exit = os.path.join(daemon.work, jobs["early"], "exit_code")
+    helpers.wait_until(lambda: os.path.exists(early_exit), JOB_TIMEOUT, interval=POLL_INTERVAL,
+                       what="the early job to finish while the daemon is down")
+    # ... and the survivor still runs
+    assert job_processes([os.path.join(daemon.work, jobs["survivor"])]), "the survivor died"
+    assert not os.path.exists(tmp_path / "survivor")
 
     daemon.start()
-    lost = wait_for_state(daemon, victim, ("FAILED",), timeout=60)
+    lost = wait_for_state(daemon, jobs["victim"], ("FAILED",), timeout=60)
     assert re.search(r"disappeared|killed", lost["reason"] or ""), lost
-    done = wait_for_state(daemon, survivor, ("SUCCEEDED",))
-    assert_count_result(output, rows, done)
-    assert len(os.listdir(markers)) == 1, f"the survivor ran more than once: {os.listdir(markers)}"
-    assert event_states(job_events(daemon, survivor)) == \
-        ["PENDING", "SUBMITTED", "RUNNING", "SUCCEEDED"]
-    assert event_states(job_events(daemon, victim))[-1] == "FAILED"
-    assert_no_processes([survivor, victim], "the survivor and the victim")
+    early = wait_for_state(daemon, jobs["early"], ("SUCCEEDED",), timeout=60)
+    assert_count_result(str(tmp_path / "early"), rows["early"], early)
+    # the survivor was re-attached: still RUNNING, then it ends normally
+    assert get_job(daemon, jobs["survivor"])["state"] == "RUNNING"
+    with open(go["survivor"], "w"):
+        pass
+    survivor = wait_for_state(daemon, jobs["survivor"], ("SUCCEEDED",))
+    assert_count_result(str(tmp_path / "survivor"), rows["survivor"], survivor)
+
+    for name in rows:
+        runs = os.listdir(tmp_path / f"markers-{name}")
+        assert len(runs) == 1, f"{name} ran {len(runs)} times: {runs}"
+        assert event_states(job_events(daemon, jobs[name])) == \
+            ["PENDING", "SUBMITTED", "RUNNING", "SUCCEEDED"], name
+    assert event_states(job_events(daemon, jobs["victim"])) == \
+        ["PENDING", "SUBMITTED", "RUNNING", "FAILED"]
+    assert_no_processes(list(jobs.values()), "the three jobs")
 
 
 # ---- 6: bad input with the real config -------------------------------------------------------

@@ -8,10 +8,13 @@ the test can compare it with the spark_app_id the daemon reports.
 
 --marker-dir DIR   write one new file per run into DIR as soon as the
                    driver starts (the test counts runs: a job must run once)
---sleep SECONDS    wait this long after the aggregate, before writing the
-                   output (keeps the job RUNNING while the test acts)
+--wait-for PATH    after the aggregate, wait until PATH exists before writing
+                   the output: the job stays RUNNING until the test decides
+                   it may end (after --wait-timeout seconds, default 300, it
+                   fails instead, so a broken test leaves nothing behind)
 
-Usage: count_rows.py --rows N --output PATH [--marker-dir DIR] [--sleep S]
+Usage: count_rows.py --rows N --output PATH [--marker-dir DIR]
+                     [--wait-for PATH [--wait-timeout S]]
 """
 import argparse
 import json
@@ -29,8 +32,17 @@ def parse_args(argv):
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--marker-dir")
-    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--wait-for")
+    parser.add_argument("--wait-timeout", type=float, default=300.0)
     return parser.parse_args(argv)
+
+
+def wait_for(path, timeout):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.2)
 
 
 def mark_run(marker_dir):
@@ -61,9 +73,9 @@ def main(argv):
     result = {"rows": args.rows, "count": int(row["count"]), "sum": int(row["sum"]),
               "app_id": app_id}
     print(f"SPARKIT-RESULT count={result['count']} sum={result['sum']}", flush=True)
-    if args.sleep > 0:
-        print(f"SPARKIT-SLEEPING {args.sleep}", flush=True)
-        time.sleep(args.sleep)
+    if args.wait_for:
+        print(f"SPARKIT-WAITING {args.wait_for}", flush=True)
+        wait_for(args.wait_for, args.wait_timeout)
     write_atomically(args.output, result)
     spark.stop()
     return 0
