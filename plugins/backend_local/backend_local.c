@@ -340,7 +340,11 @@ static void local_job_finish(local_job *job, int exit_code, int term_signal)
                      strsignal(term_signal));
         else if (exit_code < 0)
             snprintf(prefix, sizeof(prefix), "driver process disappeared (no exit code recorded)");
-        reason = local_failure_reason(job, exit_code < 0 ? prefix : NULL, exit_code);
+        else if (exit_code > 128 && exit_code < 128 + 65)
+            snprintf(prefix, sizeof(prefix), "spark-submit ended by signal %d (%s)",
+                     exit_code - 128, strsignal(exit_code - 128));
+        int signalled = exit_code < 0 || (exit_code > 128 && exit_code < 128 + 65);
+        reason = local_failure_reason(job, signalled ? prefix : NULL, exit_code);
     }
     if (job->app_id == NULL)
         job->app_id = local_log_find_app_id(job->log_path, &job->app_id_scan);

@@ -145,12 +145,19 @@ static void local_reason_consider(local_reason_scan *scan, char *line)
         local_reason_keep(scan, line);
 }
 
-/* The last non-empty line of the buffer, as a fallback reason. */
+/* Spark's own log4j chatter ("26/11/23 14:34:39 INFO Executor: ...") says nothing about a failure. */
+static int local_is_log4j_chatter(const char *line)
+{
+    return strstr(line, " INFO ") != NULL || strstr(line, " WARN ") != NULL ||
+           strstr(line, " DEBUG ") != NULL;
+}
+
+/* The last non-empty line that is not log4j chatter, as a fallback reason. */
 static char *local_last_line(char *buffer, size_t len)
 {
     char *line = NULL;
     for (size_t i = 0; i < len; i += strlen(buffer + i) + 1)
-        if (buffer[i] != '\0' && buffer[i] != ' ')
+        if (buffer[i] != '\0' && buffer[i] != ' ' && !local_is_log4j_chatter(buffer + i))
             line = buffer + i;
     return line;
 }

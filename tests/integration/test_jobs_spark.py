@@ -58,7 +58,8 @@ def spark_home():
     java_home = os.environ.get("JAVA_HOME")
     java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
     if not java or not os.access(java, os.X_OK):
-        problems.append("no java on PATH or in JAVA_HOME (Debian: openjdk-17-jre-headless)")
+        where = f"JAVA_HOME={java_home} has no bin/java" if java_home else "no java on PATH"
+        problems.append(f"{where} (Debian: openjdk-17-jre-headless)")
     if problems:
         message = "real Spark is not available: " + "; ".join(problems)
         if os.environ.get("SPARKPLANE_REQUIRE_INTEGRATION") == "1":
