@@ -3,7 +3,7 @@ UNIT_TEST_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(core_libsparkplane_core_la_CFL
 	-DTEST_SRCDIR='"$(abs_top_srcdir)/tests/unit"' \
 	-DTEST_BUILDDIR='"$(abs_top_builddir)"'
 UNIT_TEST_LIBS = core/libsparkplane_core.la $(CUNIT_LIBS)
-EXTRA_DIST += tests/unit/unit_test.h tests/unit/data
+EXTRA_DIST += tests/unit/unit_test.h tests/unit/test_dir.h tests/unit/data
 
 unit_tests = \
 	tests/unit/test_units \

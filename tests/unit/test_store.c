@@ -19,41 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TEST_PATH_MAX 512
+#include "test_dir.h"
 
-typedef struct test_dir {
-    char root[TEST_PATH_MAX];
-    char db[TEST_PATH_MAX + 16]; /* root/state.db */
-} test_dir;
-
-static int test_dir_make(test_dir *dir)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir->root, sizeof dir->root, "%s/test_store.XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    if (mkdtemp(dir->root) == NULL)
-        return -1;
-    snprintf(dir->db, sizeof dir->db, "%s/state.db", dir->root);
-    return 0;
-}
-
-/* Removes state.db, its -wal and -shm files and anything else left in root. */
-static void test_dir_remove(test_dir *dir)
-{
-    char path[TEST_PATH_MAX + 256];
-    DIR *d = opendir(dir->root);
-    if (d == NULL)
-        return;
-    struct dirent *entry;
-    while ((entry = readdir(d)) != NULL) {
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir->root, entry->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    CU_ASSERT_EQUAL(rmdir(dir->root), 0);
-}
 
 /* Runs SQL on a separate connection, as an operator's shell would. */
 static int raw_exec(const char *path, const char *sql)
@@ -142,7 +109,7 @@ static void test_fresh_open_creates_every_table(void)
     test_dir dir;
     store *s = NULL;
     char err[512] = "";
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     CU_ASSERT_TRUE(store_latest_version() >= 2);
     CU_ASSERT_EQUAL_FATAL(store_open(dir.db, &s, err, sizeof err), 0);
     CU_ASSERT_EQUAL(store_schema_version(s), store_latest_version());
@@ -165,7 +132,7 @@ static void test_connection_uses_wal_and_foreign_keys(void)
     store *s = NULL;
     store_settings settings;
     char err[512] = "", mode[32];
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     CU_ASSERT_EQUAL_FATAL(store_open(dir.db, &s, err, sizeof err), 0);
     CU_ASSERT_EQUAL_FATAL(store_settings_read(s, &settings), 0);
     CU_ASSERT_STRING_EQUAL(settings.journal_mode, "wal");
@@ -186,7 +153,7 @@ static void test_kv_put_get_overwrite_delete(void)
     char err[512] = "", *value = NULL;
     size_t len = 0;
     static const char binary[] = {'a', '\0', 'b', '\xff'};
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     CU_ASSERT_EQUAL_FATAL(store_open(dir.db, &s, err, sizeof err), 0);
 
     CU_ASSERT_EQUAL(store_kv_get(s, "backend_local", "port", &value, &len), 1);
@@ -238,7 +205,7 @@ static void test_kv_refuses_oversized_and_empty_names(void)
     size_t mib = 1024 * 1024, len = 0;
     char *big = calloc(1, mib + 1);
     CU_ASSERT_FATAL(big != NULL);
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     CU_ASSERT_EQUAL_FATAL(store_open(dir.db, &s, err, sizeof err), 0);
 
     memset(key, 'k', sizeof key);
@@ -282,7 +249,7 @@ static void test_reopen_keeps_data(void)
     store *s = NULL;
     char err[512] = "", *value = NULL;
     size_t len = 0;
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     CU_ASSERT_EQUAL_FATAL(store_open(dir.db, &s, err, sizeof err), 0);
     CU_ASSERT_EQUAL(store_kv_put(s, "auth_token", "rotation", "42", 2, err, sizeof err), 0);
     store_close(s);
@@ -329,7 +296,7 @@ static void test_migrates_a_version_1_database(void)
     store *s = NULL;
     char err[512] = "", *value = NULL;
     size_t len = 0;
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     CU_ASSERT_EQUAL_FATAL(load_v1_dump(dir.db), 0);
     CU_ASSERT_EQUAL_FATAL(raw_int(dir.db, "PRAGMA user_version"), 1);
 
@@ -360,7 +327,7 @@ static void test_open_at_version_then_upgrade(void)
     test_dir dir;
     store *s = NULL;
     char err[512] = "";
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     CU_ASSERT_EQUAL_FATAL(store_open_at_version(dir.db, 1, &s, err, sizeof err), 0);
     CU_ASSERT_EQUAL(store_schema_version(s), 1);
     CU_ASSERT_EQUAL(store_table_exists(s, "jobs"), 1);
@@ -387,7 +354,7 @@ static void test_refuses_a_newer_schema(void)
     store *s = NULL;
     char err[512] = "", expected[200], sql[64];
     int future = store_latest_version() + 4;
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     snprintf(sql, sizeof sql, "CREATE TABLE t (x); PRAGMA user_version = %d", future);
     CU_ASSERT_EQUAL_FATAL(raw_exec(dir.db, sql), 0);
 
@@ -426,7 +393,7 @@ static void test_refuses_a_corrupt_file(void)
 {
     test_dir dir;
     char bytes[8192];
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     srand(20240501); /* the same "random" bytes every run */
     for (size_t i = 0; i < sizeof bytes; i++)
         bytes[i] = (char)(rand() & 0xff);
@@ -447,7 +414,7 @@ static void test_failing_migration_rolls_back(void)
     test_dir dir;
     store *s = NULL;
     char err[512] = "";
-    CU_ASSERT_FATAL(test_dir_make(&dir) == 0);
+    CU_ASSERT_FATAL(test_dir_make_named(&dir, "test_store") == 0);
     CU_ASSERT_EQUAL_FATAL(store_open_at_version(dir.db, 1, &s, err, sizeof err), 0);
     store_close(s);
     s = NULL;

@@ -23,47 +23,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TEST_PATH_MAX 512
+#include "test_dir.h"
 
-typedef struct test_dir {
-    char root[TEST_PATH_MAX];
-    char db[TEST_PATH_MAX + 16]; /* root/state.db */
-} test_dir;
-
-static int test_dir_make(test_dir *dir)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir->root, sizeof dir->root, "%s/test_store_jobs.XXXXXX",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-    if (mkdtemp(dir->root) == NULL)
-        return -1;
-    snprintf(dir->db, sizeof dir->db, "%s/state.db", dir->root);
-    return 0;
-}
-
-static void test_dir_remove(test_dir *dir)
-{
-    char path[TEST_PATH_MAX + 256];
-    DIR *d = opendir(dir->root);
-    if (d == NULL)
-        return;
-    struct dirent *entry;
-    while ((entry = readdir(d)) != NULL) {
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir->root, entry->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    CU_ASSERT_EQUAL(rmdir(dir->root), 0);
-}
 
 /* A fresh directory and an open store in it; CU fatal when either fails. */
 static store *open_fresh(test_dir *dir)
 {
     char err[256] = "";
     store *s = NULL;
-    if (test_dir_make(dir) != 0)
+    if (test_dir_make_named(dir, "test_store_jobs") != 0)
         return NULL;
     if (store_open(dir->db, &s, err, sizeof err) != 0)
         fprintf(stderr, "store_open: %s\n", err);
