@@ -12,7 +12,7 @@ core_libsparkplane_core_la_SOURCES = \
 	core/host_api.c core/host_api.h \
 	core/auth_chain.c core/auth_chain.h \
 	core/store.c core/store.h \
-	core/store_jobs.c core/store_jobs.h \
+	core/store_jobs.c core/store_jobs.h core/store_internal.h \
 	core/job_spec.c core/job_spec.h \
 	core/runner.c core/runner.h \
 	core/rest_jobs.c \
