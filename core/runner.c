@@ -65,7 +65,7 @@ struct runner {
     struct event *wake;
     runner_flight *flights;
     runner_call *calls;
-    int attached;
+    uint64_t keys_expired_ms;   /* last sweep of expired idempotency keys */
 };
 
 static const char *const runner_in_flight_states[] = {"SUBMITTED", "RUNNING", "CANCELLING",
@@ -649,6 +649,21 @@ static void runner_reconcile(runner *r)
     runner_flight_drop_unseen(r);
 }
 
+#define RUNNER_KEY_SWEEP_MS 60000
+
+/* Idempotency keys past runner.idempotency_ttl leave the store once a minute. */
+static void runner_sweep_keys(runner *r)
+{
+    uint64_t now = runner_now_ms();
+    if (r->keys_expired_ms != 0 && now - r->keys_expired_ms < RUNNER_KEY_SWEEP_MS)
+        return;
+    r->keys_expired_ms = now;
+    int64_t removed = store_idempotency_expire(r->daemon->state);
+    if (removed > 0)
+        log_msg(SP_LOG_DEBUG, "runner", "%lld expired idempotency key(s) removed",
+                (long long)removed);
+}
+
 static void runner_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     runner *r = arg;
@@ -656,6 +671,7 @@ static void runner_on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     runner_reconcile(r);
     runner_admit(r);
+    runner_sweep_keys(r);
 }
 
 /*

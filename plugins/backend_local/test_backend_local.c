@@ -306,6 +306,17 @@ static int group_gone(long pgid)
     return live == 0;
 }
 
+/* A signalled process needs a moment to die; poll instead of racing it. */
+static int group_gone_within(long pgid, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 20) {
+        if (group_gone(pgid))
+            return 1;
+        usleep(20 * 1000);
+    }
+    return group_gone(pgid);
+}
+
 static int file_has_line(fixture *f, const char *relative, const char *line_in)
 {
     char buffer[1024], line[512];
@@ -421,7 +432,7 @@ static void test_cancel(void)
     CU_ASSERT_STRING_EQUAL(reply_state(&box), "CANCELLING");
     box_clear(&box);
     CU_ASSERT_STRING_EQUAL(final_state(&f, "job-long"), "CANCELLED");
-    CU_ASSERT_TRUE(group_gone(pid)); /* the sleeping grandchildren too */
+    CU_ASSERT_TRUE(group_gone_within(pid, 3000)); /* the sleeping grandchildren too */
 
     /* Cancelling again answers the final state. */
     CU_ASSERT_EQUAL(f.ops->job_cancel(f.provider, "job-long", on_reply, &box), SP_OK);
@@ -451,7 +462,7 @@ static void test_cancel_escalates(void)
     mock_host_run(f.host, NULL, NULL, 150);
     CU_ASSERT_FALSE(group_gone(pid)); /* SIGTERM is ignored... */
     CU_ASSERT_STRING_EQUAL(final_state(&f, "job-stubborn"), "CANCELLED");
-    CU_ASSERT_TRUE(group_gone(pid)); /* ...SIGKILL after the grace period is not */
+    CU_ASSERT_TRUE(group_gone_within(pid, 3000)); /* ...SIGKILL after the grace period is not */
     CU_ASSERT_TRUE(mock_host_logged(f.host, SP_LOG_WARN, "SIGKILL"));
     fixture_close(&f);
 }
@@ -700,7 +711,7 @@ static void test_reattach(void)
     reply_wait(&f, &box);
     box_clear(&box);
     CU_ASSERT_STRING_EQUAL(final_state(&f, "job-cancelled"), "CANCELLED");
-    CU_ASSERT_TRUE(group_gone(cancel_pid));
+    CU_ASSERT_TRUE(group_gone_within(cancel_pid, 3000));
 
     /* A second restart: finished jobs are answered from their records, none is owned. */
     restart(&f);
@@ -835,7 +846,7 @@ static void test_real_spark(void)
     reply_wait(&f, &box);
     box_clear(&box);
     CU_ASSERT_STRING_EQUAL(final_state(&f, "real-cancel"), "CANCELLED");
-    CU_ASSERT_TRUE(group_gone(pid)); /* the JVM and the Python driver */
+    CU_ASSERT_TRUE(group_gone_within(pid, 3000)); /* the JVM and the Python driver */
     fixture_close(&f);
 }
 

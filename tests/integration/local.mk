@@ -14,6 +14,7 @@ EXTRA_DIST += \
 	tests/integration/conftest.py \
 	tests/integration/helpers.py \
 	tests/integration/spark_apps/count_rows.py \
+	tests/integration/spark_apps/fail_first_attempt.py \
 	tests/integration/spark_apps/raise_error.py \
 	tests/integration/spark_apps/sleep_in_udf.py \
 	tests/integration/test_auth.py \

@@ -592,3 +592,24 @@ def test_jobs_the_backend_cannot_start_fail_naming_the_problem(spark_daemon, tmp
         assert needle in (failed["reason"] or ""), failed
         assert failed["spark_app_id"] is None, failed
     assert not job_processes([daemon.work + "/"]), "a job that could not start left processes"
+
+
+def test_a_failed_attempt_is_retried_as_a_new_run(spark_daemon, tmp_path):
+    daemon = spark_daemon()
+    marker, output = str(tmp_path / "attempt.marker"), str(tmp_path / "retry.json")
+    body = job_body("retry-once", "fail_first_attempt.py", marker, output)
+    body["max_attempts"] = 2
+    job_id = submit(daemon, body).json()["id"]
+
+    done = wait_for_state(daemon, job_id, ("SUCCEEDED", "FAILED"), timeout=2 * JOB_TIMEOUT)
+    assert done["state"] == "SUCCEEDED", describe(daemon, job_id)
+    assert done["attempt"] == 2 and done["max_attempts"] == 2, done
+    assert read_json(output) == {"rows": 1000}
+
+    events = job_events(daemon, job_id)
+    retrying = [e for e in events if e["to_state"] == "RETRYING"]
+    assert len(retrying) == 1, events
+    assert retrying[0]["reason"].startswith("attempt 1 of 2 failed: "), retrying
+    assert "RuntimeError: first attempt fails on purpose" in retrying[0]["reason"], retrying
+    assert event_states(events) == ["PENDING", "SUBMITTED", "RUNNING", "RETRYING", "PENDING",
+                                    "SUBMITTED", "RUNNING", "SUCCEEDED"], events
