@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway_route.h"
 #include "units.h"
 
 #ifndef LOCALSTATEDIR
@@ -57,7 +58,7 @@ typedef struct config_where {
 
 static const char *const config_top_keys[] = {"server", "log", "state", "plugin_directory",
                                               "plugins", "auth", "runner", "spark_versions",
-                                              NULL};
+                                              "gateway", "clusters", NULL};
 static const char *const config_server_keys[] = {"listen", "max_body_size", "max_header_size",
                                                  "request_timeout", "drain_timeout", NULL};
 static const char *const config_log_keys[] = {"level", "format", NULL};
@@ -68,6 +69,12 @@ static const char *const config_runner_keys[] = {
     "default_backend", "reconcile_interval", "max_starting_per_backend",
     "max_running_per_backend", "max_running_per_team", "idempotency_ttl", NULL};
 static const char *const config_spark_version_keys[] = {"spark_home", "image", NULL};
+static const char *const config_gateway_keys[] = {
+    "listen", "authority_patterns", "domain", "default_region", "user_id_policy",
+    "max_concurrent_streams", "idle_timeout", "max_message_size", NULL};
+static const char *const config_cluster_keys[] = {"id",        "team",  "environment",
+                                                  "region",    "endpoints", "token",
+                                                  "token_file", NULL};
 
 #define CONFIG_LIMIT_MAX 100000
 
@@ -367,12 +374,12 @@ int config_split_listen(const char *address, char *host, size_t host_size, int *
     return 0;
 }
 
-static int config_listen_item(config_checker *chk, const yaml_tree_node *item, size_t index,
-                              char **seen, size_t seen_count)
+static int config_listen_item(config_checker *chk, const char *key, const yaml_tree_node *item,
+                              size_t index, char **seen, size_t seen_count)
 {
-    char dotted[64], host[256];
+    char dotted[96], host[256];
     int port;
-    snprintf(dotted, sizeof(dotted), "server.listen[%zu]", index);
+    snprintf(dotted, sizeof(dotted), "%s[%zu]", key, index);
     if (item->kind != YAML_TREE_SCALAR || config_is_null(item)) {
         config_report_type(chk, item, dotted, "a \"host:port\" string");
         return -1;
@@ -422,7 +429,7 @@ static void config_listen(config_checker *chk, const yaml_tree_node *server)
         return;
     }
     for (size_t i = 0; i < node->count; i++) {
-        if (config_listen_item(chk, node->items[i], i, addresses, kept) != 0)
+        if (config_listen_item(chk, "server.listen", node->items[i], i, addresses, kept) != 0)
             continue;
         if ((addresses[kept] = strdup(node->items[i]->value)) == NULL) {
             config_report_oom(chk);
@@ -814,7 +821,345 @@ const config_spark_version *config_find_spark_version(const config *cfg, const c
     return NULL;
 }
 
+/* ---- gateway and clusters ---- */
+
+#define CONFIG_GRPC_MESSAGE_MAX UINT64_C(0xffffffff) /* a gRPC length prefix is 32 bits */
+
+/* A sequence of "host:port" strings into *out (replacing it); -1 when wrong. */
+static int config_addresses(config_checker *chk, const yaml_tree_node *node, const char *key,
+                            char ***out, size_t *count)
+{
+    int rc = 0;
+    size_t kept = 0;
+    if (node->kind != YAML_TREE_SEQUENCE) {
+        config_report_type(chk, node, key, "a sequence of \"host:port\" strings");
+        return -1;
+    }
+    char **addresses = calloc(node->count ? node->count : 1, sizeof(*addresses));
+    if (addresses == NULL) {
+        config_report_oom(chk);
+        return -1;
+    }
+    for (size_t i = 0; i < node->count; i++) {
+        if (config_listen_item(chk, key, node->items[i], i, addresses, kept) != 0) {
+            rc = -1;
+            continue;
+        }
+        if ((addresses[kept] = strdup(node->items[i]->value)) == NULL) {
+            config_report_oom(chk);
+            rc = -1;
+            break;
+        }
+        kept++;
+    }
+    config_free_strings(*out, *count);
+    *out = addresses;
+    *count = kept;
+    return rc;
+}
+
+/* [a-z0-9-]{1,63} (with_hyphen) or [a-z0-9]{1,63}: names that appear in host names. */
+static int config_valid_label(const char *text, int with_hyphen)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len > 63)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && with_hyphen)))
+            return 0;
+    }
+    return 1;
+}
+
+/* A label-like name at map[key] into *field; -1 when wrong, 0 when set or unset. */
+static int config_label(config_checker *chk, const yaml_tree_node *map, const char *section,
+                        const char *key, int with_hyphen, char **field)
+{
+    char dotted[128];
+    config_dotted(dotted, sizeof(dotted), section, key);
+    const char *text = config_string(chk, map, key, dotted);
+    if (text == NULL)
+        return config_is_null(yaml_tree_map_get(map, key)) ? 0 : -1;
+    if (!config_valid_label(text, with_hyphen)) {
+        config_report(chk, config_where_node(yaml_tree_map_get(map, key)), dotted,
+                      "expected %s, got '%.80s'",
+                      with_hyphen ? "[a-z0-9-]{1,63}" : "[a-z0-9]{1,63} (no '-')", text);
+        return -1;
+    }
+    return config_set_string(chk, field, text);
+}
+
+static void config_gateway_domain(config_checker *chk, const yaml_tree_node *gateway)
+{
+    const char *domain = config_string(chk, gateway, "domain", "gateway.domain");
+    size_t len = domain ? strlen(domain) : 0;
+    if (domain == NULL)
+        return;
+    int ok = len <= GATEWAY_PATTERN_MAX && config_valid_hostname(domain, len) &&
+             domain[0] != '.' && domain[len - 1] != '.' && strchr(domain, '_') == NULL;
+    if (!ok) {
+        config_report(chk, config_where_node(yaml_tree_map_get(gateway, "domain")),
+                      "gateway.domain", "expected a DNS name such as example.team, got '%.80s'",
+                      domain);
+        return;
+    }
+    if (config_set_string(chk, &chk->cfg->gateway_domain, domain) != 0)
+        return;
+    for (char *c = chk->cfg->gateway_domain; *c != '\0'; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+}
+
+static void config_gateway_patterns(config_checker *chk, const yaml_tree_node *gateway)
+{
+    const yaml_tree_node *node = yaml_tree_map_get(gateway, "authority_patterns");
+    config *cfg = chk->cfg;
+    size_t kept = 0;
+    if (config_is_null(node))
+        return;
+    if (node->kind != YAML_TREE_SEQUENCE) {
+        config_report_type(chk, node, "gateway.authority_patterns",
+                           "a sequence of patterns such as \"{team}-{env}.{domain}\"");
+        return;
+    }
+    char **patterns = calloc(node->count ? node->count : 1, sizeof(*patterns));
+    if (patterns == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    for (size_t i = 0; i < node->count; i++) {
+        const yaml_tree_node *item = node->items[i];
+        char dotted[64], err[CONFIG_ERROR_SIZE];
+        gateway_pattern compiled;
+        snprintf(dotted, sizeof(dotted), "gateway.authority_patterns[%zu]", i);
+        if (item->kind != YAML_TREE_SCALAR || config_is_null(item))
+            config_report_type(chk, item, dotted, "a pattern string");
+        else if (gateway_pattern_compile(item->value, &compiled, err, sizeof(err)) != 0)
+            config_report(chk, config_where_node(item), dotted, "%s", err);
+        else if ((patterns[kept] = strdup(item->value)) == NULL)
+            config_report_oom(chk);
+        else
+            kept++;
+    }
+    config_free_strings(cfg->gateway_authority_patterns, cfg->gateway_authority_pattern_count);
+    cfg->gateway_authority_patterns = patterns;
+    cfg->gateway_authority_pattern_count = kept;
+}
+
+/* A gateway that listens needs gateway.domain when a pattern uses {domain}. */
+static void config_gateway_needs_domain(config_checker *chk, const yaml_tree_node *gateway)
+{
+    const config *cfg = chk->cfg;
+    if (cfg->gateway_listen_count == 0 || cfg->gateway_domain != NULL)
+        return;
+    for (size_t i = 0; i < cfg->gateway_authority_pattern_count; i++) {
+        if (strstr(cfg->gateway_authority_patterns[i], "{domain}") == NULL)
+            continue;
+        config_report(chk, config_where_node(gateway), "gateway.domain",
+                      "required: gateway.listen is set and authority pattern '%.80s' uses "
+                      "{domain}",
+                      cfg->gateway_authority_patterns[i]);
+        return;
+    }
+}
+
+static void config_gateway_policy(config_checker *chk, const yaml_tree_node *gateway)
+{
+    const char *policy = config_string(chk, gateway, "user_id_policy", "gateway.user_id_policy");
+    if (policy == NULL)
+        return;
+    if (strcmp(policy, "replace") == 0)
+        chk->cfg->gateway_user_id_policy = CONFIG_USER_ID_REPLACE;
+    else if (strcmp(policy, "deny") == 0)
+        chk->cfg->gateway_user_id_policy = CONFIG_USER_ID_DENY;
+    else
+        config_report(chk, config_where_node(yaml_tree_map_get(gateway, "user_id_policy")),
+                      "gateway.user_id_policy", "expected one of replace, deny, got '%.60s'",
+                      policy);
+}
+
+static void config_check_gateway(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *gateway = config_section(chk, root, "gateway", "gateway");
+    config *cfg = chk->cfg;
+    if (gateway == NULL)
+        return;
+    config_check_keys(chk, gateway, "gateway", config_gateway_keys);
+    const yaml_tree_node *listen = yaml_tree_map_get(gateway, "listen");
+    if (!config_is_null(listen))
+        config_addresses(chk, listen, "gateway.listen", &cfg->gateway_listen,
+                         &cfg->gateway_listen_count);
+    config_gateway_patterns(chk, gateway);
+    config_gateway_domain(chk, gateway);
+    config_label(chk, gateway, "gateway", "default_region", 1, &cfg->gateway_default_region);
+    config_gateway_policy(chk, gateway);
+    config_limit(chk, gateway, "max_concurrent_streams", "gateway.max_concurrent_streams",
+                 &cfg->gateway_max_concurrent_streams);
+    config_duration(chk, gateway, "idle_timeout", "gateway.idle_timeout", 0,
+                    &cfg->gateway_idle_timeout_ms);
+    uint64_t message_bytes = 0;
+    config_size(chk, gateway, "max_message_size", "gateway.max_message_size", &message_bytes);
+    if (message_bytes > CONFIG_GRPC_MESSAGE_MAX)
+        config_report(chk, config_where_node(yaml_tree_map_get(gateway, "max_message_size")),
+                      "gateway.max_message_size",
+                      "at most 4294967295 bytes (a gRPC message length is 32 bits)");
+    else if (message_bytes > 0)
+        cfg->gateway_max_message_bytes = message_bytes;
+    config_gateway_needs_domain(chk, gateway);
+}
+
+/* token or token_file (resolved beside its file), not both. */
+static void config_cluster_token(config_checker *chk, const yaml_tree_node *entry,
+                                 const char *dotted, config_cluster *cluster)
+{
+    char key[96];
+    config_dotted(key, sizeof(key), dotted, "token");
+    const char *token = config_string(chk, entry, "token", key);
+    config_dotted(key, sizeof(key), dotted, "token_file");
+    const char *file = config_string(chk, entry, "token_file", key);
+    if (token != NULL && file != NULL) {
+        config_report(chk, config_where_node(yaml_tree_map_get(entry, "token_file")), key,
+                      "set token or token_file, not both");
+        return;
+    }
+    if (token != NULL)
+        config_set_string(chk, &cluster->token, token);
+    if (file == NULL)
+        return;
+    cluster->token_file = config_resolve_beside(yaml_tree_map_get(entry, "token_file")->file, file);
+    if (cluster->token_file == NULL)
+        config_report_oom(chk);
+}
+
+/* A cluster whose id or placement an earlier cluster already has. */
+static void config_cluster_unique(config_checker *chk, const yaml_tree_node *entry,
+                                  const char *dotted, const config_cluster *cluster)
+{
+    const config *cfg = chk->cfg;
+    for (size_t i = 0; i + 1 < cfg->cluster_count; i++) {
+        const config_cluster *other = &cfg->clusters[i];
+        if (other->id == NULL || other->team == NULL || other->environment == NULL ||
+            other->region == NULL)
+            continue;
+        if (strcmp(other->id, cluster->id) == 0) {
+            config_report(chk, config_where_node(yaml_tree_map_get(entry, "id")), dotted,
+                          "id '%s' is the cluster at %s:%d already", cluster->id, other->file,
+                          other->line);
+            return;
+        }
+        if (strcmp(other->team, cluster->team) == 0 &&
+            strcmp(other->environment, cluster->environment) == 0 &&
+            strcmp(other->region, cluster->region) == 0) {
+            config_report(chk, config_where_node(entry), dotted,
+                          "team %s, environment %s, region %s is cluster '%s' already",
+                          cluster->team, cluster->environment, cluster->region, other->id);
+            return;
+        }
+    }
+}
+
+static void config_cluster_settings(config_checker *chk, const yaml_tree_node *entry,
+                                    const char *dotted, config_cluster *cluster)
+{
+    static const char *const required[] = {"id", "team", "environment", "endpoints"};
+    char key[96];
+    size_t problems_before = chk->problems->count;
+    config_check_keys(chk, entry, dotted, config_cluster_keys);
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+        if (!config_is_null(yaml_tree_map_get(entry, required[i])))
+            continue;
+        config_dotted(key, sizeof(key), dotted, required[i]);
+        config_report(chk, config_where_node(entry), key, "required");
+    }
+    config_label(chk, entry, dotted, "id", 1, &cluster->id);
+    config_label(chk, entry, dotted, "team", 1, &cluster->team);
+    config_label(chk, entry, dotted, "environment", 0, &cluster->environment);
+    config_label(chk, entry, dotted, "region", 1, &cluster->region);
+    if (cluster->region == NULL)
+        config_set_string(chk, &cluster->region, chk->cfg->gateway_default_region);
+    const yaml_tree_node *endpoints = yaml_tree_map_get(entry, "endpoints");
+    config_dotted(key, sizeof(key), dotted, "endpoints");
+    if (!config_is_null(endpoints) &&
+        config_addresses(chk, endpoints, key, &cluster->endpoints, &cluster->endpoint_count) ==
+            0 &&
+        cluster->endpoint_count == 0)
+        config_report(chk, config_where_node(endpoints), key, "at least one endpoint is required");
+    config_cluster_token(chk, entry, dotted, cluster);
+    if (chk->problems->count == problems_before)
+        config_cluster_unique(chk, entry, dotted, cluster);
+}
+
+static void config_check_clusters(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *clusters = yaml_tree_map_get(root, "clusters");
+    config *cfg = chk->cfg;
+    if (config_is_null(clusters))
+        return;
+    if (clusters->kind != YAML_TREE_SEQUENCE) {
+        config_report_type(chk, clusters, "clusters", "a sequence of clusters");
+        return;
+    }
+    if (clusters->count == 0)
+        return;
+    cfg->clusters = calloc(clusters->count, sizeof(*cfg->clusters));
+    if (cfg->clusters == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    for (size_t i = 0; i < clusters->count; i++) {
+        const yaml_tree_node *entry = clusters->items[i];
+        char dotted[64];
+        snprintf(dotted, sizeof(dotted), "clusters[%zu]", i);
+        if (config_is_null(entry) || entry->kind != YAML_TREE_MAP) {
+            config_report_type(chk, entry, dotted,
+                               "a mapping with id, team, environment and endpoints");
+            continue;
+        }
+        config_cluster *cluster = &cfg->clusters[cfg->cluster_count++];
+        *cluster = (config_cluster){.file = entry->file, .line = entry->line,
+                                    .column = entry->column};
+        config_cluster_settings(chk, entry, dotted, cluster);
+    }
+}
+
+static void config_free_clusters(config *cfg)
+{
+    for (size_t i = 0; i < cfg->cluster_count; i++) {
+        config_cluster *cluster = &cfg->clusters[i];
+        free(cluster->id);
+        free(cluster->team);
+        free(cluster->environment);
+        free(cluster->region);
+        config_free_strings(cluster->endpoints, cluster->endpoint_count);
+        free(cluster->token);
+        free(cluster->token_file);
+    }
+    free(cfg->clusters);
+}
+
 /* ---- assembling ---- */
+
+/* The gateway is off (no listen address) until configured. */
+static int config_set_gateway_defaults(config *cfg)
+{
+    static const char *const patterns[] = {"{team}-{env}.{domain}",
+                                           "{team}-{env}-{region}.{domain}"};
+    size_t count = sizeof(patterns) / sizeof(patterns[0]);
+    cfg->gateway_authority_patterns = calloc(count, sizeof(char *));
+    if (cfg->gateway_authority_patterns == NULL)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if ((cfg->gateway_authority_patterns[i] = strdup(patterns[i])) == NULL)
+            return -1;
+        cfg->gateway_authority_pattern_count++;
+    }
+    cfg->gateway_default_region = strdup("local");
+    cfg->gateway_user_id_policy = CONFIG_USER_ID_REPLACE;
+    cfg->gateway_max_concurrent_streams = 100;
+    cfg->gateway_idle_timeout_ms = UINT64_C(10) * 60u * 1000u;
+    cfg->gateway_max_message_bytes = UINT64_C(128) * 1024u * 1024u;
+    return cfg->gateway_default_region != NULL ? 0 : -1;
+}
 
 static int config_set_defaults(config *cfg, const char *plugin_directory_default)
 {
@@ -837,6 +1182,8 @@ static int config_set_defaults(config *cfg, const char *plugin_directory_default
     cfg->max_running_per_backend = 16;
     cfg->max_running_per_team = 8;
     cfg->idempotency_ttl_ms = UINT64_C(24) * 3600u * 1000u;
+    if (config_set_gateway_defaults(cfg) != 0)
+        return -1;
     return cfg->state_directory != NULL && cfg->plugin_directory != NULL &&
                    cfg->runner_default_backend != NULL
                ? 0
@@ -861,6 +1208,8 @@ static void config_check_root(config_checker *chk, const yaml_tree_node *root)
     config_check_auth(chk, root);
     config_check_runner(chk, root);
     config_check_spark_versions(chk, root);
+    config_check_gateway(chk, root); /* before clusters: gateway.default_region */
+    config_check_clusters(chk, root);
 }
 
 /* Takes `root`; builds and checks the config; -1 when any problem was added. */
@@ -1021,6 +1370,11 @@ void config_free(config *cfg)
         free(cfg->spark_versions[i].image);
     }
     free(cfg->spark_versions);
+    config_free_strings(cfg->gateway_listen, cfg->gateway_listen_count);
+    config_free_strings(cfg->gateway_authority_patterns, cfg->gateway_authority_pattern_count);
+    free(cfg->gateway_domain);
+    free(cfg->gateway_default_region);
+    config_free_clusters(cfg);
     free(cfg->source_path);
     yaml_tree_free(cfg->root);
     free(cfg);

@@ -42,6 +42,22 @@
  *     "4.0":
  *       spark_home: /opt/spark     # local backend: SPARK_HOME with bin/spark-submit
  *       image: spark-platform:4.0-latest   # container backends (pinned tag later)
+ *   gateway:                       # the Spark Connect gateway
+ *     listen: []                   # host:port strings; [] (default) = off
+ *     authority_patterns: ["{team}-{env}.{domain}", "{team}-{env}-{region}.{domain}"]
+ *     domain: example.team         # required when the gateway is on and a pattern uses {domain}
+ *     default_region: local        # the region for patterns without {region}
+ *     user_id_policy: replace      # replace | deny a user_context.user_id that is not the caller
+ *     max_concurrent_streams: 100  # per client connection
+ *     idle_timeout: 10m
+ *     max_message_size: 128MiB
+ *   clusters:                      # static Spark Connect clusters
+ *     - id: feature-eng-prod       # [a-z0-9-]{1,63}, unique
+ *       team: feature-eng          # [a-z0-9-]{1,63}
+ *       environment: prod          # [a-z0-9]{1,63} (no '-': see gateway_route.h)
+ *       region: eu-west-1          # [a-z0-9-]{1,63}; default gateway.default_region
+ *       endpoints: ["10.0.0.5:15002"]   # one per driver, at least one
+ *       token: ...                 # the server's own token; or token_file: path (not both)
  */
 #ifndef SPARKPLANE_CORE_CONFIG_H
 #define SPARKPLANE_CORE_CONFIG_H
@@ -70,6 +86,25 @@ typedef struct config_spark_version {
     char *spark_home;               /* may be NULL */
     char *image;                    /* may be NULL */
 } config_spark_version;
+
+typedef enum config_user_id_policy {
+    CONFIG_USER_ID_REPLACE = 0,     /* a foreign user_id is replaced by the caller's */
+    CONFIG_USER_ID_DENY = 1         /* a foreign user_id is refused */
+} config_user_id_policy;
+
+typedef struct config_cluster {
+    char *id;
+    char *team;
+    char *environment;
+    char *region;                   /* gateway.default_region when unset */
+    char **endpoints;               /* "host:port", at least one */
+    size_t endpoint_count;
+    char *token;                    /* may be NULL */
+    char *token_file;               /* resolved path, may be NULL; never both */
+    const char *file;               /* where the cluster was configured */
+    int line;
+    int column;
+} config_cluster;
 
 typedef struct config {
     char **listen;                  /* "host:port" */
@@ -101,6 +136,20 @@ typedef struct config {
 
     config_spark_version *spark_versions;   /* in document order */
     size_t spark_version_count;
+
+    char **gateway_listen;          /* "host:port"; none = the gateway is off */
+    size_t gateway_listen_count;
+    char **gateway_authority_patterns;      /* checked with gateway_pattern_compile */
+    size_t gateway_authority_pattern_count;
+    char *gateway_domain;           /* lower case, may be NULL */
+    char *gateway_default_region;   /* "local" */
+    config_user_id_policy gateway_user_id_policy;
+    uint64_t gateway_max_concurrent_streams;
+    uint64_t gateway_idle_timeout_ms;
+    uint64_t gateway_max_message_bytes;
+
+    config_cluster *clusters;       /* in document order */
+    size_t cluster_count;
 
     char *source_path;              /* the main file */
     yaml_tree_node *root;           /* merged tree, owns every node */

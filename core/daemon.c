@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "auth_chain.h"
+#include "gateway.h"
 #include "host_api.h"
 #include "log.h"
 #include "metrics.h"
@@ -148,6 +149,9 @@ int daemon_start(daemon_state *daemon, config *cfg, diag_list *problems)
     rest_openapi_routes(daemon->rest);
     if (rest_server_configure(daemon->rest, cfg, problems) != 0)
         return -1;
+    daemon->gateway = gateway_new(daemon);
+    if (daemon->gateway == NULL || gateway_configure(daemon->gateway, cfg, problems) != 0)
+        return -1;
     if (daemon_watch_signals(daemon) != 0) {
         diag_add(problems, "cannot watch signals");
         return -1;
@@ -185,6 +189,8 @@ void daemon_reload(daemon_state *daemon)
     if ((set = daemon_start_plugins(cfg, &problems)) == NULL)
         goto fail;
     if (rest_server_configure(daemon->rest, cfg, &problems) != 0)
+        goto fail;
+    if (gateway_configure(daemon->gateway, cfg, &problems) != 0)
         goto fail;
 
     daemon_warn_restart_only(daemon->cfg, cfg);
@@ -230,7 +236,7 @@ static void daemon_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     daemon_state *daemon = arg;
     double waited_ms = (daemon_monotonic_seconds() - daemon->drain_started_at) * 1000.0;
-    size_t in_flight = rest_server_in_flight(daemon->rest);
+    size_t in_flight = rest_server_in_flight(daemon->rest) + gateway_in_flight(daemon->gateway);
     if (in_flight == 0 || waited_ms >= (double)daemon->cfg->drain_timeout_ms) {
         if (in_flight > 0)
             log_msg(SP_LOG_WARN, "core", "drain timeout: %zu request(s) cut off", in_flight);
@@ -251,6 +257,7 @@ void daemon_begin_drain(daemon_state *daemon)
         return;
     }
     rest_server_close_listeners(daemon->rest);
+    gateway_close_listeners(daemon->gateway);
     daemon->drain_started_at = daemon_monotonic_seconds();
     daemon->drain_timer = event_new(daemon->base, -1, EV_PERSIST, daemon_on_drain_tick, daemon);
     struct timeval tick = {.tv_sec = 0, .tv_usec = DAEMON_DRAIN_POLL_MS * 1000};
@@ -267,6 +274,7 @@ void daemon_stop(daemon_state *daemon)
         event_free(daemon->sigterm);
     if (daemon->sigint)
         event_free(daemon->sigint);
+    gateway_free(daemon->gateway);
     rest_server_free(daemon->rest);
     runner_free(daemon->jobs);
     if (daemon->plugins)

@@ -29,6 +29,7 @@ typedef struct daemon_state {
     process_manager *processes;
     rest_server *rest;
     runner *jobs;                   /* the batch job runner */
+    struct gateway *gateway;        /* the Spark Connect gateway */
     int ready;                      /* store open and plugins initialised */
     int draining;
     double started_at;              /* unix seconds */

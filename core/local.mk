@@ -51,3 +51,15 @@ core/openapi_json.c: $(srcdir)/core/openapi.json
 	    sed -e 's/\([0-9a-f][0-9a-f]\)/0x\1,/g' -e 's/  */ /g'; \
 	  echo '0x00};'; \
 	} > $@.tmp && mv $@.tmp $@
+
+# Spark Connect gateway: clusters and routing (pure logic).
+core_libsparkplane_core_la_SOURCES += \
+	core/cluster_registry.c core/cluster_registry.h \
+	core/gateway_route.c core/gateway_route.h
+
+# Spark Connect gateway: listeners, HTTP/2 sessions both ways, proxying.
+core_libsparkplane_core_la_SOURCES += \
+	core/gateway.c core/gateway.h \
+	core/gateway_upstream.c core/gateway_upstream.h
+core_libsparkplane_core_la_CFLAGS += $(NGHTTP2_CFLAGS)
+core_libsparkplane_core_la_LIBADD += $(NGHTTP2_LIBS)

@@ -32,7 +32,9 @@ RUN_PACKAGES=(openjdk-17-jre-headless)
 TEST_PACKAGES=(clang wrk sqlite3)
 # pip requirement and the module that proves it is there.
 PYSPARK_REQUIREMENT='pyspark==4.0.*'
-PYTHON_TEST_PACKAGES=(pytest requests)
+# pytest/requests drive the integration tests; the rest is what a real pyspark
+# Spark Connect client needs (the gateway tests).
+PYTHON_TEST_PACKAGES=(pytest requests grpcio grpcio-status pyarrow pandas googleapis-common-protos)
 
 want_test=0
 for arg in "$@"; do
@@ -115,7 +117,8 @@ setup_venv() {
     "$venv/bin/python" -c 'import pyspark, sys; sys.exit(not pyspark.__version__.startswith("4.0."))' \
         2>/dev/null || wanted+=("$PYSPARK_REQUIREMENT")
     if [ "$want_test" -eq 1 ]; then
-        "$venv/bin/python" -c 'import pytest, requests' 2>/dev/null || wanted+=("${PYTHON_TEST_PACKAGES[@]}")
+        "$venv/bin/python" -c 'import pytest, requests, grpc, grpc_status, pyarrow, pandas, google.rpc' \
+            2>/dev/null || wanted+=("${PYTHON_TEST_PACKAGES[@]}")
     fi
     if [ "${#wanted[@]}" -eq 0 ]; then
         return 0

@@ -56,3 +56,22 @@ tests_fuzz_fuzz_job_spec_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(JANSSON_CFLAGS) $(OP
 tests_fuzz_fuzz_job_spec_LDFLAGS = $(FUZZER_LINK_FLAGS)
 tests_fuzz_fuzz_job_spec_LDADD = $(JANSSON_LIBS) $(OPENSSL_LIBS)
 endif
+
+# Spark Connect request prefix reader (core/spark_connect_prefix.c, protobuf-c, zlib).
+fuzz_replays += tests/fuzz/replay_spark_connect_prefix
+tests_fuzz_replay_spark_connect_prefix_SOURCES = tests/fuzz/fuzz_spark_connect_prefix.c \
+	tests/fuzz/replay_main.c
+tests_fuzz_replay_spark_connect_prefix_CFLAGS = $(REPLAY_COMPILE_FLAGS) \
+	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/spark_connect_prefix"'
+tests_fuzz_replay_spark_connect_prefix_LDADD = core/libsparkplane_core.la
+
+if ENABLE_FUZZ
+check_PROGRAMS += tests/fuzz/fuzz_spark_connect_prefix
+tests_fuzz_fuzz_spark_connect_prefix_SOURCES = tests/fuzz/fuzz_spark_connect_prefix.c \
+	core/spark_connect_prefix.c
+nodist_tests_fuzz_fuzz_spark_connect_prefix_SOURCES = proto/spark_connect_prefix.pb-c.c
+tests_fuzz_fuzz_spark_connect_prefix_CFLAGS = $(FUZZER_COMPILE_FLAGS) -I$(top_builddir)/proto \
+	$(PROTOBUF_C_CFLAGS) $(ZLIB_CFLAGS)
+tests_fuzz_fuzz_spark_connect_prefix_LDFLAGS = $(FUZZER_LINK_FLAGS)
+tests_fuzz_fuzz_spark_connect_prefix_LDADD = $(PROTOBUF_C_LIBS) $(ZLIB_LIBS)
+endif

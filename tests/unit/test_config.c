@@ -273,7 +273,7 @@ static void test_every_problem_is_collected(void)
     CU_ASSERT(has_problem("t.yaml:22:35: auth.chain[3]: 'good' is listed twice"));
     CU_ASSERT(has_problem("t.yaml:23:1: extra: unknown key 'extra' at the top level; known "
                           "keys: server, log, state, plugin_directory, plugins, auth, runner, "
-                          "spark_versions"));
+                          "spark_versions, gateway, clusters"));
     CU_ASSERT_EQUAL(count, 18);
 }
 
@@ -492,6 +492,181 @@ static void test_many_diagnostics(void)
     diag_clear(&problems);
 }
 
+static void test_gateway_defaults_and_values(void)
+{
+    config *cfg = load_text("# nothing set\n");
+    CU_ASSERT_EQUAL(cfg->gateway_listen_count, 0); /* off unless configured */
+    CU_ASSERT_EQUAL_FATAL(cfg->gateway_authority_pattern_count, 2);
+    CU_ASSERT_STRING_EQUAL(cfg->gateway_authority_patterns[0], "{team}-{env}.{domain}");
+    CU_ASSERT_STRING_EQUAL(cfg->gateway_authority_patterns[1], "{team}-{env}-{region}.{domain}");
+    CU_ASSERT_PTR_NULL(cfg->gateway_domain);
+    CU_ASSERT_STRING_EQUAL(cfg->gateway_default_region, "local");
+    CU_ASSERT_EQUAL(cfg->gateway_user_id_policy, CONFIG_USER_ID_REPLACE);
+    CU_ASSERT_EQUAL(cfg->gateway_max_concurrent_streams, 100);
+    CU_ASSERT_EQUAL(cfg->gateway_idle_timeout_ms, 600000);
+    CU_ASSERT_EQUAL(cfg->gateway_max_message_bytes, 128u * 1024u * 1024u);
+    CU_ASSERT_EQUAL(cfg->cluster_count, 0);
+    config_free(cfg);
+
+    cfg = load_text("gateway:\n"
+                    "  listen: ['0.0.0.0:15002', '[::1]:15003']\n"
+                    "  authority_patterns: ['sc-{team}-{env}.{domain}']\n"
+                    "  domain: Spark.Example.TEAM\n"
+                    "  default_region: eu-west-1\n"
+                    "  user_id_policy: deny\n"
+                    "  max_concurrent_streams: 7\n"
+                    "  idle_timeout: 90s\n"
+                    "  max_message_size: 4MiB\n");
+    CU_ASSERT_EQUAL_FATAL(cfg->gateway_listen_count, 2);
+    CU_ASSERT_STRING_EQUAL(cfg->gateway_listen[1], "[::1]:15003");
+    CU_ASSERT_EQUAL_FATAL(cfg->gateway_authority_pattern_count, 1);
+    CU_ASSERT_STRING_EQUAL(cfg->gateway_authority_patterns[0], "sc-{team}-{env}.{domain}");
+    CU_ASSERT_STRING_EQUAL(cfg->gateway_domain, "spark.example.team");
+    CU_ASSERT_STRING_EQUAL(cfg->gateway_default_region, "eu-west-1");
+    CU_ASSERT_EQUAL(cfg->gateway_user_id_policy, CONFIG_USER_ID_DENY);
+    CU_ASSERT_EQUAL(cfg->gateway_max_concurrent_streams, 7);
+    CU_ASSERT_EQUAL(cfg->gateway_idle_timeout_ms, 90000);
+    CU_ASSERT_EQUAL(cfg->gateway_max_message_bytes, 4u * 1024u * 1024u);
+    config_free(cfg);
+
+    /* patterns without {domain} need no domain even when listening */
+    cfg = load_text("gateway:\n  listen: ['127.0.0.1:15002']\n"
+                    "  authority_patterns: ['{team}-{env}.spark.local']\n");
+    CU_ASSERT_PTR_NULL(cfg->gateway_domain);
+    config_free(cfg);
+}
+
+static void test_gateway_problems(void)
+{
+    load_text_fails("gateway:\n"                                              /* 1 */
+                    "  listen: ['127.0.0.1', '127.0.0.1:15002']\n"            /* 2 */
+                    "  authority_patterns:\n"                                 /* 3 */
+                    "    - '{team}-{env}.{tld}'\n"                            /* 4 */
+                    "    - '{team}{env}.{domain}'\n"                          /* 5 */
+                    "    - [x]\n"                                             /* 6 */
+                    "    - '{team}-{env}.{domain}'\n"                         /* 7 */
+                    "  domain: 'bad domain'\n"                                /* 8 */
+                    "  default_region: EU\n"                                  /* 9 */
+                    "  user_id_policy: allow\n"                               /* 10 */
+                    "  max_concurrent_streams: 0\n"                           /* 11 */
+                    "  idle_timeout: soon\n"                                  /* 12 */
+                    "  max_message_size: 5GiB\n"                              /* 13 */
+                    "  port: 1\n");                                           /* 14 */
+    CU_ASSERT(has_problem("t.yaml:2:12: gateway.listen[0]: '127.0.0.1' is not host:port with a "
+                          "port from 1 to 65535 (write IPv6 as [::1]:8080)"));
+    CU_ASSERT(has_problem("t.yaml:4:7: gateway.authority_patterns[0]: unknown placeholder "
+                          "'{tld}' in '{team}-{env}.{tld}'; known: {team}, {env}, {region}, "
+                          "{domain}"));
+    CU_ASSERT(has_problem("t.yaml:5:7: gateway.authority_patterns[1]: '{team}{env}.{domain}' is "
+                          "ambiguous: {env} follows another placeholder with nothing between "
+                          "them"));
+    CU_ASSERT(has_problem("t.yaml:6:7: gateway.authority_patterns[2]: expected a pattern string, "
+                          "got a sequence"));
+    CU_ASSERT(has_problem("t.yaml:8:11: gateway.domain: expected a DNS name such as "
+                          "example.team, got 'bad domain'"));
+    CU_ASSERT(has_problem("t.yaml:9:19: gateway.default_region: expected [a-z0-9-]{1,63}, got "
+                          "'EU'"));
+    CU_ASSERT(has_problem("t.yaml:10:19: gateway.user_id_policy: expected one of replace, deny, "
+                          "got 'allow'"));
+    CU_ASSERT(has_problem("t.yaml:11:27: gateway.max_concurrent_streams: expected an integer "
+                          "from 1 to 100000, got '0'"));
+    CU_ASSERT(has_problem("t.yaml:12:17: gateway.idle_timeout: expected a duration such as "
+                          "250ms, 30s, 5m, 2h or 7d, got 'soon'"));
+    CU_ASSERT(has_problem("t.yaml:13:21: gateway.max_message_size: at most 4294967295 bytes (a "
+                          "gRPC message length is 32 bits)"));
+    CU_ASSERT(has_problem("t.yaml:14:3: gateway.port: unknown key 'port' in gateway; known keys: "
+                          "listen, authority_patterns, domain, default_region, user_id_policy, "
+                          "max_concurrent_streams, idle_timeout, max_message_size"));
+    /* the domain is bad, so the listening gateway has none for pattern 3 */
+    CU_ASSERT(has_problem("t.yaml:2:3: gateway.domain: required: gateway.listen is set and "
+                          "authority pattern '{team}-{env}.{domain}' uses {domain}"));
+    CU_ASSERT_EQUAL(problems.count, 12);
+
+    load_text_fails("gateway:\n  listen: ['127.0.0.1:15002']\n");
+    CU_ASSERT(has_problem("t.yaml:2:3: gateway.domain: required: gateway.listen is set and "
+                          "authority pattern '{team}-{env}.{domain}' uses {domain}"));
+    load_text_fails("gateway: on\n");
+    CU_ASSERT(has_problem("t.yaml:1:10: gateway: expected a mapping, got 'on'"));
+}
+
+static void test_clusters(void)
+{
+    config *cfg = load_text("gateway: {default_region: eu}\n"
+                            "clusters:\n"
+                            "  - id: fe-prod\n"
+                            "    team: feature-eng\n"
+                            "    environment: prod\n"
+                            "    endpoints: ['10.0.0.5:15002', '[::1]:15003']\n"
+                            "    token: s3cret\n"
+                            "  - id: fe-prod-us\n"
+                            "    team: feature-eng\n"
+                            "    environment: prod\n"
+                            "    region: us-east-1\n"
+                            "    endpoints: ['10.0.1.5:15002']\n"
+                            "    token_file: tokens/fe\n");
+    CU_ASSERT_EQUAL_FATAL(cfg->cluster_count, 2);
+    const config_cluster *c = &cfg->clusters[0];
+    CU_ASSERT_STRING_EQUAL(c->id, "fe-prod");
+    CU_ASSERT_STRING_EQUAL(c->team, "feature-eng");
+    CU_ASSERT_STRING_EQUAL(c->environment, "prod");
+    CU_ASSERT_STRING_EQUAL(c->region, "eu"); /* gateway.default_region */
+    CU_ASSERT_EQUAL_FATAL(c->endpoint_count, 2);
+    CU_ASSERT_STRING_EQUAL(c->endpoints[1], "[::1]:15003");
+    CU_ASSERT_STRING_EQUAL(c->token, "s3cret");
+    CU_ASSERT_PTR_NULL(c->token_file);
+    CU_ASSERT_EQUAL(c->line, 3);
+    c = &cfg->clusters[1];
+    CU_ASSERT_STRING_EQUAL(c->region, "us-east-1");
+    CU_ASSERT_PTR_NULL(c->token);
+    CU_ASSERT_STRING_EQUAL(c->token_file, "./tokens/fe"); /* beside the file */
+    config_free(cfg);
+}
+
+static void test_cluster_problems(void)
+{
+    load_text_fails("clusters:\n"                                                   /* 1 */
+                    "  - id: Bad_Id\n"                                              /* 2 */
+                    "    team: feature-eng\n"                                       /* 3 */
+                    "    environment: pre-prod\n"                                   /* 4 */
+                    "    endpoints: []\n"                                           /* 5 */
+                    "    token: a\n"                                                /* 6 */
+                    "    token_file: b\n"                                           /* 7 */
+                    "    size: 3\n"                                                 /* 8 */
+                    "  - {team: ml}\n"                                              /* 9 */
+                    "  - 42\n"                                                      /* 10 */
+                    "  - {id: a, team: ml, environment: dev, endpoints: ['h:1']}\n" /* 11 */
+                    "  - {id: a, team: ml, environment: qa, endpoints: ['h:1']}\n"  /* 12 */
+                    "  - {id: b, team: ml, environment: dev, endpoints: ['h:x']}\n" /* 13 */
+                    "  - {id: c, team: ml, environment: dev, endpoints: ['h:2']}\n");/* 14 */
+    CU_ASSERT(has_problem("t.yaml:2:9: clusters[0].id: expected [a-z0-9-]{1,63}, got "
+                          "'Bad_Id'"));
+    CU_ASSERT(has_problem("t.yaml:4:18: clusters[0].environment: expected [a-z0-9]{1,63} (no "
+                          "'-'), got 'pre-prod'"));
+    CU_ASSERT(has_problem("t.yaml:5:16: clusters[0].endpoints: at least one endpoint is "
+                          "required"));
+    CU_ASSERT(has_problem("t.yaml:7:17: clusters[0].token_file: set token or token_file, not "
+                          "both"));
+    CU_ASSERT(has_problem("t.yaml:8:5: clusters[0].size: unknown key 'size' in clusters[0]; "
+                          "known keys: id, team, environment, region, endpoints, token, "
+                          "token_file"));
+    CU_ASSERT(has_problem("t.yaml:9:5: clusters[1].id: required"));
+    CU_ASSERT(has_problem("t.yaml:9:5: clusters[1].environment: required"));
+    CU_ASSERT(has_problem("t.yaml:9:5: clusters[1].endpoints: required"));
+    CU_ASSERT(has_problem("t.yaml:10:5: clusters[2]: expected a mapping with id, team, "
+                          "environment and endpoints, got '42'"));
+    CU_ASSERT(has_problem("t.yaml:12:10: clusters[4]: id 'a' is the cluster at t.yaml:11 "
+                          "already"));
+    CU_ASSERT(has_problem("t.yaml:13:53: clusters[5].endpoints[0]: 'h:x' is not host:port with "
+                          "a port from 1 to 65535 (write IPv6 as [::1]:8080)"));
+    CU_ASSERT(has_problem("t.yaml:14:5: clusters[6]: team ml, environment dev, region local is "
+                          "cluster 'a' already"));
+    CU_ASSERT_EQUAL(problems.count, 12);
+
+    load_text_fails("clusters: {a: 1}\n");
+    CU_ASSERT(has_problem("t.yaml:1:11: clusters: expected a sequence of clusters, got a "
+                          "mapping"));
+}
+
 static const unit_test_case cases[] = {
     {"defaults when nothing is set", test_defaults},
     {"a file that sets every key", test_full_file},
@@ -508,6 +683,10 @@ static const unit_test_case cases[] = {
     {"top level and syntax errors", test_top_level_and_syntax},
     {"problems are appended to the caller's list", test_problems_are_appended},
     {"diag_list grows", test_many_diagnostics},
+    {"gateway defaults and values", test_gateway_defaults_and_values},
+    {"gateway problems", test_gateway_problems},
+    {"static clusters", test_clusters},
+    {"cluster problems", test_cluster_problems},
     {NULL, NULL}};
 
 UNIT_TEST_MAIN("config", cases)

@@ -1,0 +1,194 @@
+"""test_gateway.py - the Spark Connect gateway with a real Spark Connect server and real pyspark.
+
+One Spark Connect server (pyspark's own jars, local mode, 512 MiB heap)
+starts per module with a server token (spark.connect.authenticate.token).
+The daemon runs its gateway on h2c with two static clusters pointing at
+that server: analytics-dev (team analytics, with the server's token) and
+platform-dev (team platform).  Clients are real pyspark processes
+(spark_apps/gateway_client.py).
+
+How a real client gets its token to an h2c gateway: pyspark 4 accepts
+`sc://localhost:<port>/;token=...` without TLS because gRPC allows call
+credentials on local channel credentials for localhost; any other host
+needs TLS (next step).  The cluster is chosen with the sc:// parameter
+x-sparkplane-cluster-id, which pyspark sends as gRPC metadata.
+
+Without java or pyspark (with grpcio, pandas, pyarrow) the tests skip,
+unless SPARKPLANE_REQUIRE_INTEGRATION=1.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import helpers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT = os.path.join(HERE, "spark_apps", "gateway_client.py")
+SPARK_START_TIMEOUT = 180.0
+CLIENT_TIMEOUT = 300.0
+
+
+def skip_or_fail(message):
+    if os.environ.get("SPARKPLANE_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(message + " (SPARKPLANE_REQUIRE_INTEGRATION=1, so this fails)", pytrace=False)
+    pytest.skip(message)
+
+
+def spark_home():
+    """The pyspark package folder of this Python, after checking the client's needs."""
+    if shutil.which("java") is None:
+        skip_or_fail("java is not installed")
+    try:
+        import grpc  # noqa: F401
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+        import pyspark
+    except ImportError as error:
+        skip_or_fail(f"the Spark Connect client needs {error.name}")
+    home = os.path.dirname(pyspark.__file__)
+    jars = os.path.join(home, "jars")
+    if not any(name.startswith("spark-connect_") for name in os.listdir(jars)):
+        skip_or_fail(f"no spark-connect jar in {jars}")
+    return home
+
+
+@pytest.fixture(scope="module")
+def spark_server(tmp_path_factory):
+    """A Spark Connect server: (port, its token)."""
+    home = spark_home()
+    workdir = tmp_path_factory.mktemp("spark-connect")
+    port = helpers.free_port()
+    token = "spark-server-" + helpers.secrets.token_hex(8)
+    log = open(workdir / "server.log", "wb")
+    env = dict(os.environ, SPARK_HOME=home, SPARK_LOCAL_IP="127.0.0.1")
+    process = subprocess.Popen(
+        [os.path.join(home, "bin", "spark-submit"),
+         "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+         "--driver-memory", "512m",
+         "--conf", f"spark.connect.grpc.binding.port={port}",
+         "--conf", f"spark.connect.authenticate.token={token}",
+         "--conf", "spark.ui.enabled=false",
+         "--conf", "spark.sql.shuffle.partitions=2",
+         "spark-internal"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(workdir),
+        start_new_session=True)
+    try:
+        def up():
+            if process.poll() is not None:
+                raise AssertionError(f"Spark Connect server exited {process.returncode}: "
+                                     + (workdir / "server.log").read_text()[-3000:])
+            return helpers.port_accepts(port)
+        helpers.wait_until(up, SPARK_START_TIMEOUT, interval=0.5, what="the Spark Connect port")
+        yield port, token
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
+
+
+def clusters_yaml(spark_port, spark_token, extra=()):
+    """The `clusters:` block (lists of maps are beyond helpers.to_yaml)."""
+    clusters = [("analytics-dev", "analytics", "dev", f"127.0.0.1:{spark_port}", spark_token),
+                ("platform-dev", "platform", "dev", f"127.0.0.1:{spark_port}", spark_token)]
+    clusters += list(extra)
+    lines = ["clusters:"]
+    for cluster_id, team, environment, endpoint, token in clusters:
+        lines += [f"  - id: {cluster_id}", f"    team: {team}", f"    environment: {environment}",
+                  f"    endpoints: [{json.dumps(endpoint)}]"]
+        if token:
+            lines.append(f"    token: {json.dumps(token)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def gateway(daemon_factory, spark_server):
+    """A daemon with the gateway on; returns (daemon, gateway port)."""
+    spark_port, spark_token = spark_server
+    gateway_port = helpers.free_port()
+    dead_port = helpers.free_port()     # nothing listens there
+
+    def configure(cfg):
+        cfg["gateway"] = {"listen": [f"127.0.0.1:{gateway_port}"], "domain": "example.team",
+                          "max_concurrent_streams": 50}
+        # clusters (a list of maps) go in a conf.d drop-in beside the main file
+        workdir = os.path.dirname(cfg["state"]["directory"])
+        os.makedirs(os.path.join(workdir, "conf.d"), exist_ok=True)
+        extra = [("down-dev", "analytics", "staging", f"127.0.0.1:{dead_port}", None)]
+        with open(os.path.join(workdir, "conf.d", "clusters.yaml"), "w") as out:
+            out.write(clusters_yaml(spark_port, spark_token, extra))
+
+    daemon = daemon_factory(configure=configure)
+    if not helpers.port_accepts(gateway_port):
+        pytest.fail(f"the daemon does not listen on gateway.listen 127.0.0.1:{gateway_port} "
+                    "(is the gateway wired into core/daemon.c?)\n" + daemon.log_tail(20))
+    return daemon, gateway_port
+
+
+def run_client(mode, *urls):
+    result = subprocess.run([sys.executable, CLIENT, mode, *urls], capture_output=True,
+                            text=True, timeout=CLIENT_TIMEOUT)
+    assert result.returncode == 0, f"client failed:\n{result.stderr[-4000:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def url(port, token, cluster=None, user="alice"):
+    text = f"sc://localhost:{port}/;token={token};user_id={user}"
+    return text + (f";x-sparkplane-cluster-id={cluster}" if cluster else "")
+
+
+def test_queries_run_through_the_gateway(gateway):
+    daemon, port = gateway
+    answers = run_client("queries", url(port, daemon.token, "analytics-dev"))
+    assert answers == {"count": 100, "filtered": 10, "groups": [[0, 334], [1, 333], [2, 333]],
+                       "sql": 42, "join": 25}
+    samples = daemon.metrics()
+    assert helpers.metric_value(samples, "sparkplane_gateway_streams_total",
+                                cluster="analytics-dev", grpc_status="0") >= 5
+
+
+def test_the_client_token_never_reaches_spark(gateway, spark_server):
+    daemon, port = gateway
+    spark_port, _ = spark_server
+    # The Spark server only knows its own token: alice's token straight to it is refused,
+    # so the queries above can only have worked because the gateway swapped tokens.
+    direct = run_client("probe", f"sc://localhost:{spark_port}/;token={daemon.token}")
+    assert list(direct.values())[0]["status"] == "UNAUTHENTICATED"
+
+
+def test_refusals_are_grpc_statuses(gateway):
+    daemon, port = gateway
+    wrong_token = url(port, "not-a-token", "analytics-dev")
+    unknown = url(port, daemon.token, "no-such-cluster")
+    other_team = url(port, daemon.token, "platform-dev")
+    by_host = f"sc://localhost:{port}/;token={daemon.token}"
+    answers = run_client("probe", wrong_token, unknown, other_team, by_host)
+    assert answers[wrong_token]["status"] == "UNAUTHENTICATED"
+    assert answers[unknown]["status"] == "NOT_FOUND"
+    assert "no-such-cluster" in answers[unknown]["message"]
+    assert answers[other_team]["status"] == "PERMISSION_DENIED"
+    assert answers[by_host]["status"] == "NOT_FOUND"
+    down = run_client("raw", str(port), daemon.token, "down-dev")
+    assert down["status"] == "UNAVAILABLE", down
+    assert "127.0.0.1:" in down["message"] and "unreachable" in down["message"], down
+    samples = daemon.metrics()
+    assert helpers.metric_value(samples, "sparkplane_gateway_streams_total",
+                                grpc_status="16") >= 1
+    assert helpers.metric_value(samples, "sparkplane_gateway_streams_total",
+                                cluster="platform-dev", grpc_status="7") >= 1
+    assert helpers.metric_value(samples, "sparkplane_gateway_connections") == 0
+
+
+def test_other_team_member_uses_own_cluster(gateway):
+    daemon, port = gateway
+    answers = run_client("probe", url(port, daemon.token_for("bob"), "platform-dev", user="bob"))
+    assert list(answers.values())[0]["status"] == "OK"
