@@ -24,3 +24,7 @@ core_libsparkplane_core_la_SOURCES += core/spark_connect_prefix.c core/spark_con
 nodist_core_libsparkplane_core_la_SOURCES += $(proto_generated)
 core_libsparkplane_core_la_CFLAGS += -I$(top_builddir)/proto $(PROTOBUF_C_CFLAGS) $(ZLIB_CFLAGS)
 core_libsparkplane_core_la_LIBADD += $(PROTOBUF_C_LIBS) $(ZLIB_LIBS)
+
+# BUILT_SOURCES only applies to `make all/check/install`; a single target
+# (`make tests/fuzz/fuzz_spark_connect_prefix`) needs the header too.
+$(core_libsparkplane_core_la_OBJECTS): $(proto_generated)

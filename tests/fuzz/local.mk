@@ -74,4 +74,5 @@ tests_fuzz_fuzz_spark_connect_prefix_CFLAGS = $(FUZZER_COMPILE_FLAGS) -I$(top_bu
 	$(PROTOBUF_C_CFLAGS) $(ZLIB_CFLAGS)
 tests_fuzz_fuzz_spark_connect_prefix_LDFLAGS = $(FUZZER_LINK_FLAGS)
 tests_fuzz_fuzz_spark_connect_prefix_LDADD = $(PROTOBUF_C_LIBS) $(ZLIB_LIBS)
+$(tests_fuzz_fuzz_spark_connect_prefix_OBJECTS): $(proto_generated)
 endif
