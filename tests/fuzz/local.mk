@@ -39,7 +39,7 @@ FUZZER_COMPILE_FLAGS = $(AM_CFLAGS) $(YAML_CFLAGS) -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined
 FUZZER_LINK_FLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_config_sources = core/config.c core/yaml_tree.c core/units.c core/diag.c core/log.c \
-	core/plugin_options.c
+	core/plugin_options.c core/gateway_route.c core/cluster_registry.c
 check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units tests/fuzz/fuzz_job_spec
 
 tests_fuzz_fuzz_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c $(fuzz_config_sources)
