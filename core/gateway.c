@@ -12,13 +12,22 @@
  * cluster's own token) on a pooled client session, and DATA, trailers and
  * RST_STREAM pass both ways.
  *
+ * The first gRPC message of every request is held just long enough to
+ * read its session_id and user_context (spark_connect_prefix.h): a
+ * user_context.user_id that is not the caller is replaced by the caller's
+ * subject or refused with PERMISSION_DENIED (gateway.user_id_policy), so
+ * nobody acts as someone else on a Spark server.  Only the prefix waits;
+ * the rest of the message streams on.
+ *
  * Flow control is end to end: neither session sends WINDOW_UPDATE by
  * itself.  Bytes received on one side sit in the stream's buffer and are
  * "consumed" (window reopened) only when the other side's session has
  * taken them, so the gateway holds at most the windows it granted and a
- * slow reader slows its writer.  Data providers answer
- * NGHTTP2_ERR_DEFERRED while the buffer is empty and are resumed when
- * bytes arrive.
+ * slow reader slows its writer.  Prefix bytes the reader holds count as
+ * received, not forwarded; a rewritten prefix may differ in size, so the
+ * client is credited the original bytes once all of the rewrite went up.
+ * Data providers answer NGHTTP2_ERR_DEFERRED while the buffer is empty
+ * and are resumed when bytes arrive.
  *
  * Sends and frees happen at the top of the loop (read/write/flush event
  * handlers), never inside a session's own callbacks.
@@ -42,6 +51,7 @@
 #include "gateway_upstream.h"
 #include "log.h"
 #include "metrics.h"
+#include "spark_connect_prefix.h"
 
 #define GATEWAY_OUTPUT_HIGH (256u * 1024u)
 #define GATEWAY_STREAM_WINDOW (1u * 1024u * 1024u)
@@ -73,6 +83,11 @@ struct gateway_stream {
     gateway_headers trailers;
     char cluster[128];
     int counted;                        /* streams_total incremented */
+    sp_principal principal;             /* the authenticated caller */
+    sc_prefix_reader *prefix;           /* reading the first message; NULL once released */
+    size_t prefix_taken;                /* client bytes the reader holds */
+    size_t front_left;                  /* rewritten prefix bytes still in request_body */
+    size_t front_credit;                /* client bytes they stand for, credited once sent */
 };
 
 struct gateway_conn {
@@ -98,6 +113,7 @@ struct gateway {
     void *resolve_arg;
     cluster_registry *registry;         /* the default resolver's clusters */
     gateway_router *router;
+    config_user_id_policy user_id_policy;
     sp_metric *connections;
 };
 
@@ -194,6 +210,27 @@ static void gateway_reset_client(gateway_stream *stream, uint32_t error_code)
     gateway_schedule(stream->conn);
 }
 
+/* Client bytes received on this stream and not yet credited back (held or buffered). */
+static size_t gateway_stream_unforwarded(const gateway_stream *stream)
+{
+    return stream->prefix_taken + evbuffer_get_length(stream->request_body) -
+           stream->front_left + stream->front_credit;
+}
+
+/* How many client bytes `sent` request_body bytes stand for: 1:1, except that a rewritten
+ * prefix is credited as the original bytes, all at once when its last byte went up. */
+static size_t gateway_stream_credit(gateway_stream *stream, size_t sent)
+{
+    size_t front = sent < stream->front_left ? sent : stream->front_left;
+    size_t credit = sent - front;
+    stream->front_left -= front;
+    if (front > 0 && stream->front_left == 0) {
+        credit += stream->front_credit;
+        stream->front_credit = 0;
+    }
+    return credit;
+}
+
 static void gateway_stream_free(gateway_stream *stream)
 {
     gateway_conn *conn = stream->conn;
@@ -202,9 +239,10 @@ static void gateway_stream_free(gateway_stream *stream)
         stream->up = NULL;
     }
     /* Request bytes never forwarded still hold connection window: give it back. */
-    size_t left = evbuffer_get_length(stream->request_body);
+    size_t left = gateway_stream_unforwarded(stream);
     if (left > 0 && conn->session)
         nghttp2_session_consume_connection(conn->session, left);
+    sc_prefix_reader_free(stream->prefix);
     if (stream->prev)
         stream->prev->next = stream->next;
     else
@@ -302,18 +340,19 @@ static ssize_t gateway_up_read_body(void *arg, uint8_t *buf, size_t len, int *eo
     gateway_stream *stream = arg;
     size_t available = evbuffer_get_length(stream->request_body);
     if (available == 0) {
-        *eof = stream->request_ended;
-        return stream->request_ended ? 0 : -1;
+        *eof = stream->request_ended && stream->prefix == NULL;
+        return *eof ? 0 : -1;
     }
     int n = evbuffer_remove(stream->request_body, buf, len);
     if (n <= 0)
         return -1;
     /* Upstream took these bytes: now the client may send that much more. */
-    if (stream->id >= 0) {
-        nghttp2_session_consume(stream->conn->session, stream->id, (size_t)n);
+    size_t credit = gateway_stream_credit(stream, (size_t)n);
+    if (credit > 0 && stream->id >= 0) {
+        nghttp2_session_consume(stream->conn->session, stream->id, credit);
         gateway_schedule(stream->conn);
-    } else {
-        nghttp2_session_consume_connection(stream->conn->session, (size_t)n);
+    } else if (credit > 0) {
+        nghttp2_session_consume_connection(stream->conn->session, credit);
     }
     *eof = stream->request_ended && evbuffer_get_length(stream->request_body) == 0;
     return n;
@@ -352,6 +391,8 @@ static ssize_t gateway_send_response(nghttp2_session *session, int32_t stream_id
 }
 
 /* ---- a new request ---------------------------------------------------------------------- */
+
+static void gateway_refuse_request(gateway_stream *stream, int grpc_status, const char *message);
 
 static int gateway_authenticate(gateway_stream *stream, sp_principal *principal, char *err,
                                 size_t err_size)
@@ -431,9 +472,132 @@ static void gateway_start_request(gateway_stream *stream)
         stream->up = gateway_upstream_open(gw->pool, target.endpoint, nva, count,
                                            &gateway_up_ops, stream, message, sizeof(message));
     free(nva);
-    if (stream->up == NULL)
+    if (stream->up == NULL) {
         gateway_answer_error(stream, GATEWAY_GRPC_UNAVAILABLE,
                              nva ? message : "gateway out of memory");
+        return;
+    }
+    stream->principal = principal;
+    stream->prefix = sc_prefix_reader_new(
+        SC_PREFIX_DEFAULT_MAX, gateway_headers_get(&stream->request_headers, "grpc-encoding"));
+    if (stream->prefix == NULL)
+        gateway_refuse_request(stream, GATEWAY_GRPC_UNAVAILABLE, "gateway out of memory");
+}
+
+/* ---- the first message's prefix: who the request claims to be ------------------------- */
+
+/* Refuses a request whose headers already went upstream: RST_STREAM there, a gRPC status to
+ * the client, and every request byte received so far handed back to the client's window. */
+static void gateway_refuse_request(gateway_stream *stream, int grpc_status, const char *message)
+{
+    size_t unforwarded = gateway_stream_unforwarded(stream);
+    if (stream->up) {
+        gateway_upstream_cancel(stream->up);
+        stream->up = NULL;
+    }
+    evbuffer_drain(stream->request_body, evbuffer_get_length(stream->request_body));
+    stream->front_left = 0;
+    stream->front_credit = 0;
+    sc_prefix_reader_free(stream->prefix);
+    stream->prefix = NULL;
+    stream->prefix_taken = 0;
+    if (stream->id < 0)
+        return;
+    if (unforwarded > 0)
+        nghttp2_session_consume(stream->conn->session, stream->id, unforwarded);
+    if (stream->response_started) {
+        gateway_count_stream(stream, "1");
+        gateway_reset_client(stream, NGHTTP2_CANCEL);
+    } else {
+        gateway_answer_error(stream, grpc_status, message);
+    }
+}
+
+/* Queues the prefix as it goes upstream: the caller's own, or rewritten to the caller. */
+static int gateway_queue_prefix(gateway_stream *stream, gateway_user_id_action action,
+                                char *message, size_t message_size)
+{
+    size_t held_len = 0;
+    const uint8_t *held = sc_prefix_held(stream->prefix, &held_len);
+    uint8_t *rewritten = NULL;
+    size_t rewritten_len = 0;
+    size_t replaces = 0;
+    int status = GATEWAY_GRPC_INVALID_ARGUMENT;
+    if (action == GATEWAY_USER_ID_REPLACE) {
+        int rc = sc_prefix_rewrite_user_id(stream->prefix, stream->principal.subject, &rewritten,
+                                           &rewritten_len, &replaces, message, message_size);
+        if (rc == SC_PREFIX_NOT_SUPPORTED) {
+            snprintf(message, message_size,
+                     "the first message is compressed and its user_context.user_id is not the "
+                     "authenticated user %.*s (a compressed message cannot be rewritten)",
+                     SP_PRINCIPAL_NAME_MAX, stream->principal.subject);
+            status = GATEWAY_GRPC_PERMISSION_DENIED;
+        }
+        if (rc != SC_PREFIX_DONE || replaces > held_len)
+            goto fail;
+        if (evbuffer_add(stream->request_body, rewritten, rewritten_len) != 0)
+            goto oom;
+        /* Moved from held to queued at each step, so a refusal in between credits each
+         * client byte exactly once. */
+        stream->front_left = rewritten_len;
+        stream->front_credit = replaces;
+        stream->prefix_taken -= replaces < stream->prefix_taken ? replaces : stream->prefix_taken;
+        held += replaces;
+        held_len -= replaces;
+    }
+    if (evbuffer_add(stream->request_body, held, held_len) != 0)
+        goto oom;
+    stream->prefix_taken -= held_len < stream->prefix_taken ? held_len : stream->prefix_taken;
+    free(rewritten);
+    return GATEWAY_GRPC_OK;
+oom:
+    snprintf(message, message_size, "gateway out of memory");
+    status = GATEWAY_GRPC_UNAVAILABLE;
+fail:
+    free(rewritten);
+    return status;
+}
+
+/* The prefix is read: forward it (as is or rewritten) or refuse the request.  0, or -1 when
+ * the request was refused. */
+static int gateway_release_prefix(gateway_stream *stream)
+{
+    char message[512];
+    gateway_user_id_action action = gateway_route_check_user_id(
+        &stream->principal, sc_prefix_user_id(stream->prefix), stream->conn->gw->user_id_policy,
+        message, sizeof(message));
+    int status = GATEWAY_GRPC_PERMISSION_DENIED;
+    if (action != GATEWAY_USER_ID_DENY)
+        status = gateway_queue_prefix(stream, action, message, sizeof(message));
+    if (status != GATEWAY_GRPC_OK) {
+        gateway_refuse_request(stream, status, message);
+        return -1;
+    }
+    sc_prefix_reader_free(stream->prefix);
+    stream->prefix = NULL;
+    stream->prefix_taken = 0;
+    return 0;
+}
+
+/* Feeds a DATA chunk to the prefix reader and moves *data and *len past what it took.  0 to
+ * go on (with *len > 0 only once the prefix was released), -1 when the request was refused. */
+static int gateway_read_prefix(gateway_stream *stream, const uint8_t **data, size_t *len)
+{
+    char err[512];
+    size_t consumed = 0;
+    int rc = sc_prefix_reader_feed(stream->prefix, *data, *len, &consumed, err, sizeof(err));
+    if (consumed > *len)
+        consumed = *len;
+    stream->prefix_taken += consumed;
+    *data += consumed;
+    *len -= consumed;
+    if (rc == SC_PREFIX_MORE)
+        return 0;
+    if (rc != SC_PREFIX_DONE) {
+        gateway_refuse_request(stream, GATEWAY_GRPC_INVALID_ARGUMENT, err);
+        return -1;
+    }
+    return gateway_release_prefix(stream);
 }
 
 /* ---- nghttp2 server callbacks ----------------------------------------------------------- */
@@ -498,7 +662,17 @@ static int gateway_on_frame_recv(nghttp2_session *session, const nghttp2_frame *
         stream->request_ended = 1;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         gateway_start_request(stream);
-    else if (stream->up && stream->request_ended)
+    if (stream->up && stream->request_ended && stream->prefix) {
+        /* No body at all passes as it is (the server answers it); a cut-off one does not. */
+        if (stream->prefix_taken > 0) {
+            gateway_refuse_request(stream, GATEWAY_GRPC_INVALID_ARGUMENT,
+                                   "the request ended inside its first message");
+            return 0;
+        }
+        sc_prefix_reader_free(stream->prefix);
+        stream->prefix = NULL;
+    }
+    if (stream->up && stream->request_ended)
         gateway_upstream_resume(stream->up);
     return 0;
 }
@@ -509,11 +683,14 @@ static int gateway_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_
     (void)flags;
     (void)user_data;
     gateway_stream *stream = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (stream && stream->up && stream->prefix && gateway_read_prefix(stream, &data, &len) != 0)
+        stream = NULL;      /* refused: the rest of the chunk is discarded below */
     if (stream == NULL || stream->up == NULL) {
-        nghttp2_session_consume(session, stream_id, len);   /* answered already: discard */
+        if (len > 0)
+            nghttp2_session_consume(session, stream_id, len);   /* answered already: discard */
         return 0;
     }
-    if (evbuffer_add(stream->request_body, data, len) != 0)
+    if (len > 0 && evbuffer_add(stream->request_body, data, len) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     gateway_upstream_resume(stream->up);
     return 0;
@@ -870,6 +1047,7 @@ int gateway_configure(gateway *gw, const config *cfg, diag_list *problems)
     gw->router = router;
     gw->registry = registry;
     gw->max_concurrent_streams = (uint32_t)cfg->gateway_max_concurrent_streams;
+    gw->user_id_policy = cfg->gateway_user_id_policy;
     return 0;
 }
 

@@ -18,6 +18,7 @@ unless SPARKPLANE_REQUIRE_INTEGRATION=1.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -59,7 +60,7 @@ def spark_home():
 
 @pytest.fixture(scope="module")
 def spark_server(tmp_path_factory):
-    """A Spark Connect server: (port, its token)."""
+    """A Spark Connect server: (port, its token, its log file)."""
     home = spark_home()
     workdir = tmp_path_factory.mktemp("spark-connect")
     port = helpers.free_port()
@@ -84,7 +85,7 @@ def spark_server(tmp_path_factory):
                                      + (workdir / "server.log").read_text()[-3000:])
             return helpers.port_accepts(port)
         helpers.wait_until(up, SPARK_START_TIMEOUT, interval=0.5, what="the Spark Connect port")
-        yield port, token
+        yield port, token, workdir / "server.log"
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -110,16 +111,15 @@ def clusters_yaml(spark_port, spark_token, extra=()):
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def gateway(daemon_factory, spark_server):
+def start_gateway(daemon_factory, spark_server, **gateway_options):
     """A daemon with the gateway on; returns (daemon, gateway port)."""
-    spark_port, spark_token = spark_server
+    spark_port, spark_token, _ = spark_server
     gateway_port = helpers.free_port()
     dead_port = helpers.free_port()     # nothing listens there
 
     def configure(cfg):
         cfg["gateway"] = {"listen": [f"127.0.0.1:{gateway_port}"], "domain": "example.team",
-                          "max_concurrent_streams": 50}
+                          "max_concurrent_streams": 50, **gateway_options}
         # clusters (a list of maps) go in a conf.d drop-in beside the main file
         workdir = os.path.dirname(cfg["state"]["directory"])
         os.makedirs(os.path.join(workdir, "conf.d"), exist_ok=True)
@@ -132,6 +132,18 @@ def gateway(daemon_factory, spark_server):
         pytest.fail(f"the daemon does not listen on gateway.listen 127.0.0.1:{gateway_port} "
                     "(is the gateway wired into core/daemon.c?)\n" + daemon.log_tail(20))
     return daemon, gateway_port
+
+
+@pytest.fixture
+def gateway(daemon_factory, spark_server):
+    """The gateway with the default gateway.user_id_policy (replace)."""
+    return start_gateway(daemon_factory, spark_server)
+
+
+@pytest.fixture
+def gateway_deny(daemon_factory, spark_server):
+    """The gateway with gateway.user_id_policy: deny."""
+    return start_gateway(daemon_factory, spark_server, user_id_policy="deny")
 
 
 def run_client(mode, *urls):
@@ -158,7 +170,7 @@ def test_queries_run_through_the_gateway(gateway):
 
 def test_the_client_token_never_reaches_spark(gateway, spark_server):
     daemon, port = gateway
-    spark_port, _ = spark_server
+    spark_port, _, _ = spark_server
     # The Spark server only knows its own token: alice's token straight to it is refused,
     # so the queries above can only have worked because the gateway swapped tokens.
     direct = run_client("probe", f"sc://localhost:{spark_port}/;token={daemon.token}")
@@ -192,3 +204,73 @@ def test_other_team_member_uses_own_cluster(gateway):
     daemon, port = gateway
     answers = run_client("probe", url(port, daemon.token_for("bob"), "platform-dev", user="bob"))
     assert list(answers.values())[0]["status"] == "OK"
+
+
+def server_users(log_path, session_id):
+    """The user ids the Spark Connect server logged for one client session.
+
+    current_user() is no help here (Spark Connect 4.0 answers the server's OS
+    user), but the server logs "Session with userId: U and sessionId: S"
+    whenever a request reaches a session, and sessions are keyed by both.
+    """
+    pattern = re.compile(r"userId: (\S+) and sessionId: " + re.escape(session_id))
+    return set(pattern.findall(log_path.read_text(errors="replace")))
+
+
+def test_a_foreign_user_id_is_replaced_by_the_caller(gateway, spark_server):
+    daemon, port = gateway
+    _, _, log_path = spark_server
+    answers = run_client("probe", url(port, daemon.token, "analytics-dev", user="mallory"))
+    answer = list(answers.values())[0]
+    assert answer["status"] == "OK", answer
+    assert answer["session_id"]
+    # alice's token, mallory's user_id: the server only ever saw alice.
+    helpers.wait_until(lambda: server_users(log_path, answer["session_id"]), 10.0,
+                       what="the server's session log lines")
+    assert server_users(log_path, answer["session_id"]) == {"alice"}
+
+
+def test_a_foreign_user_id_is_refused_under_deny(gateway_deny, spark_server):
+    daemon, port = gateway_deny
+    _, _, log_path = spark_server
+    answers = run_client("probe", url(port, daemon.token, "analytics-dev", user="mallory"))
+    answer = list(answers.values())[0]
+    assert answer["status"] == "PERMISSION_DENIED", answer
+    assert "mallory" in answer["message"] and "alice" in answer["message"], answer
+    if answer["session_id"]:
+        assert server_users(log_path, answer["session_id"]) == set()
+    samples = daemon.metrics()
+    assert helpers.metric_value(samples, "sparkplane_gateway_streams_total",
+                                cluster="analytics-dev", grpc_status="7") >= 1
+
+
+def test_the_callers_own_user_id_works_under_deny(gateway_deny, spark_server):
+    daemon, port = gateway_deny
+    _, _, log_path = spark_server
+    answers = run_client("probe", url(port, daemon.token, "analytics-dev", user="alice"),
+                         url(port, daemon.token_for("bob"), "platform-dev", user="bob"))
+    for answer in answers.values():
+        assert answer["status"] == "OK", answer
+    alice, bob = answers.values()
+    helpers.wait_until(lambda: server_users(log_path, bob["session_id"]), 10.0,
+                       what="the server's session log lines")
+    assert server_users(log_path, alice["session_id"]) == {"alice"}
+    assert server_users(log_path, bob["session_id"]) == {"bob"}
+
+
+def test_a_rewritten_request_larger_than_the_window_streams_through(gateway, spark_server):
+    daemon, port = gateway
+    _, _, log_path = spark_server
+    # One ExecutePlan message of ~6 MiB: the rewritten prefix goes first, the rest streams
+    # through 1 MiB stream windows the client only gets back as upstream takes the bytes.
+    answer = run_client("big", url(port, daemon.token, "analytics-dev", user="mallory"))
+    assert answer["total"] == 60000 * 59999 // 2 and answer["pad"] == 60000 * 100, answer
+    assert server_users(log_path, answer["session_id"]) == {"alice"}
+
+
+def test_a_malformed_first_message_is_invalid_argument(gateway):
+    daemon, port = gateway
+    # field 1 (session_id) claims 100 bytes, the message has 2
+    answer = run_client("raw", str(port), daemon.token, "analytics-dev", "0a64")
+    assert answer["status"] == "INVALID_ARGUMENT", answer
+    assert "session_id" in answer["message"], answer
