@@ -47,6 +47,7 @@
 
 #include "auth_chain.h"
 #include "cluster_registry.h"
+#include "h2_io.h"
 #include "daemon.h"
 #include "gateway_upstream.h"
 #include "log.h"
@@ -736,21 +737,10 @@ static void gateway_conn_free(gateway_conn *conn)
 /* Frames what the session has to send; frees the connection when it is over. */
 static void gateway_conn_settle(gateway_conn *conn)
 {
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
-    while (evbuffer_get_length(out) < GATEWAY_OUTPUT_HIGH) {
-        const uint8_t *data = NULL;
-        ssize_t n = nghttp2_session_mem_send(conn->session, &data);
-        if (n < 0) {
-            log_msg(SP_LOG_DEBUG, "gateway", "%s: %s", conn->peer, nghttp2_strerror((int)n));
-            gateway_conn_free(conn);
-            return;
-        }
-        if (n == 0)
-            break;
-        evbuffer_add(out, data, (size_t)n);
-    }
-    if (!nghttp2_session_want_read(conn->session) &&
-        !nghttp2_session_want_write(conn->session) && evbuffer_get_length(out) == 0)
+    int rc = h2_io_send(conn->session, bufferevent_get_output(conn->bev), GATEWAY_OUTPUT_HIGH);
+    if (rc < 0)
+        log_msg(SP_LOG_DEBUG, "gateway", "%s: %s", conn->peer, nghttp2_strerror(rc));
+    if (rc != 0)
         gateway_conn_free(conn);
 }
 
@@ -764,23 +754,11 @@ static void gateway_conn_on_flush(evutil_socket_t fd, short what, void *arg)
 static void gateway_conn_on_read(struct bufferevent *bev, void *arg)
 {
     gateway_conn *conn = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec chunks[16];
-    while (evbuffer_get_length(in) > 0) {
-        int count = evbuffer_peek(in, -1, NULL, chunks, 16);
-        size_t used = 0;
-        for (int i = 0; i < count && i < 16; i++) {
-            ssize_t n = nghttp2_session_mem_recv(conn->session, chunks[i].iov_base,
-                                                 chunks[i].iov_len);
-            if (n < 0) {
-                log_msg(SP_LOG_DEBUG, "gateway", "%s: %s", conn->peer,
-                        nghttp2_strerror((int)n));
-                gateway_conn_free(conn);
-                return;
-            }
-            used += chunks[i].iov_len;
-        }
-        evbuffer_drain(in, used);
+    int rc = h2_io_receive(conn->session, bufferevent_get_input(bev));
+    if (rc < 0) {
+        log_msg(SP_LOG_DEBUG, "gateway", "%s: %s", conn->peer, nghttp2_strerror(rc));
+        gateway_conn_free(conn);
+        return;
     }
     gateway_conn_settle(conn);
 }

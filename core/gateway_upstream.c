@@ -19,6 +19,7 @@
  * window so one abandoned stream cannot starve the others.
  */
 #include "gateway_upstream.h"
+#include "h2_io.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -195,21 +196,7 @@ static void upstream_conn_free(upstream_conn *conn, const char *why)
 /* Frames what nghttp2 has to send.  -1 on a session error, 1 when the session is over. */
 static int upstream_conn_flush(upstream_conn *conn)
 {
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
-    while (evbuffer_get_length(out) < UPSTREAM_OUTPUT_HIGH) {
-        const uint8_t *data = NULL;
-        ssize_t n = nghttp2_session_mem_send(conn->session, &data);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        if (evbuffer_add(out, data, (size_t)n) != 0)
-            return -1;
-    }
-    if (!nghttp2_session_want_read(conn->session) &&
-        !nghttp2_session_want_write(conn->session) && evbuffer_get_length(out) == 0)
-        return 1;
-    return 0;
+    return h2_io_send(conn->session, bufferevent_get_output(conn->bev), UPSTREAM_OUTPUT_HIGH);
 }
 
 /* After any I/O at the top of the loop: send, or end the connection. */
@@ -234,24 +221,13 @@ static void upstream_on_flush(evutil_socket_t fd, short what, void *arg)
 static void upstream_on_read(struct bufferevent *bev, void *arg)
 {
     upstream_conn *conn = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec chunks[16];
     char why[512];
-    while (evbuffer_get_length(in) > 0) {
-        int count = evbuffer_peek(in, -1, NULL, chunks, 16);
-        size_t used = 0;
-        for (int i = 0; i < count && i < 16; i++) {
-            ssize_t n = nghttp2_session_mem_recv(conn->session, chunks[i].iov_base,
-                                                 chunks[i].iov_len);
-            if (n < 0) {
-                snprintf(why, sizeof(why), "upstream %s: HTTP/2 protocol error: %s",
-                         conn->endpoint, nghttp2_strerror((int)n));
-                upstream_conn_free(conn, why);
-                return;
-            }
-            used += chunks[i].iov_len;
-        }
-        evbuffer_drain(in, used);
+    int rc = h2_io_receive(conn->session, bufferevent_get_input(bev));
+    if (rc < 0) {
+        snprintf(why, sizeof(why), "upstream %s: HTTP/2 protocol error: %s", conn->endpoint,
+                 nghttp2_strerror(rc));
+        upstream_conn_free(conn, why);
+        return;
     }
     upstream_conn_settle(conn);
 }

@@ -1,0 +1,46 @@
+/*
+ * h2_io.c - nghttp2 sessions driven from bufferevent buffers.
+ *
+ * Received bytes are handed to nghttp2_session_mem_recv straight from the
+ * input buffer's chunks (no copy); frames to send come from
+ * nghttp2_session_mem_send into the output buffer, bounded by a high-water
+ * mark so a peer that does not read makes us stop framing.
+ */
+#include "h2_io.h"
+
+#define H2_IO_CHUNKS 16
+
+int h2_io_receive(nghttp2_session *session, struct evbuffer *in)
+{
+    struct evbuffer_iovec chunks[H2_IO_CHUNKS];
+    while (evbuffer_get_length(in) > 0) {
+        int count = evbuffer_peek(in, -1, NULL, chunks, H2_IO_CHUNKS);
+        size_t used = 0;
+        for (int i = 0; i < count && i < H2_IO_CHUNKS; i++) {
+            ssize_t n = nghttp2_session_mem_recv(session, chunks[i].iov_base, chunks[i].iov_len);
+            if (n < 0)
+                return (int)n;
+            used += chunks[i].iov_len;
+        }
+        evbuffer_drain(in, used);
+    }
+    return 0;
+}
+
+int h2_io_send(nghttp2_session *session, struct evbuffer *out, size_t high_water)
+{
+    while (evbuffer_get_length(out) < high_water) {
+        const uint8_t *data = NULL;
+        ssize_t n = nghttp2_session_mem_send(session, &data);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            break;
+        if (evbuffer_add(out, data, (size_t)n) != 0)
+            return NGHTTP2_ERR_NOMEM;
+    }
+    if (!nghttp2_session_want_read(session) && !nghttp2_session_want_write(session) &&
+        evbuffer_get_length(out) == 0)
+        return 1;
+    return 0;
+}

@@ -1,0 +1,23 @@
+/*
+ * h2_io.h - moving bytes between an nghttp2 session and a bufferevent's
+ * buffers, shared by the gateway's client side and its upstream side.
+ */
+#ifndef SPARKPLANE_CORE_H2_IO_H
+#define SPARKPLANE_CORE_H2_IO_H
+
+#include <event2/buffer.h>
+#include <nghttp2/nghttp2.h>
+#include <stddef.h>
+
+/* Feeds everything in `in` to the session.  0, or nghttp2's negative error. */
+int h2_io_receive(nghttp2_session *session, struct evbuffer *in);
+
+/*
+ * Frames what the session wants to send into `out` while `out` holds less
+ * than `high_water` bytes (so a slow socket stops framing, not memory).
+ * Returns 0 while the connection is alive, 1 when the session is done
+ * (nothing to read or write and `out` drained), or a negative error.
+ */
+int h2_io_send(nghttp2_session *session, struct evbuffer *out, size_t high_water);
+
+#endif
