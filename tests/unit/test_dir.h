@@ -2,13 +2,15 @@
  * test_dir.h - a private temporary directory with a database path in it,
  * for the store's tests: made with mkdtemp under $TMPDIR, emptied and
  * removed afterwards (a test that stops on a fatal assertion leaves it for
- * inspection).
+ * inspection) - and raw SQL on a separate connection, as an operator's
+ * shell would run it, to check what the store really wrote.
  */
 #ifndef SPARKPLANE_TESTS_TEST_DIR_H
 #define SPARKPLANE_TESTS_TEST_DIR_H
 
 #include <CUnit/CUnit.h>
 #include <dirent.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,32 @@ static inline void test_dir_remove(test_dir *dir)
     }
     closedir(d);
     CU_ASSERT_EQUAL(rmdir(dir->root), 0);
+}
+
+/* Runs SQL on a separate connection. 0 or -1. */
+static inline int raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(path, &db);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* The first column of the first row as an integer, or -999 when none. */
+static inline int raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int value = -999;
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        value = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return value;
 }
 
 #endif

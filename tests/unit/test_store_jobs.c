@@ -25,7 +25,6 @@
 
 #include "test_dir.h"
 
-
 /* A fresh directory and an open store in it; CU fatal when either fails. */
 static store *open_fresh(test_dir *dir)
 {
@@ -42,31 +41,6 @@ static void close_and_remove(store *s, test_dir *dir)
 {
     store_close(s);
     test_dir_remove(dir);
-}
-
-static int raw_exec(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open(path, &db);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc == SQLITE_OK ? 0 : -1;
-}
-
-/* The first column of the first row as an integer, or -999 when none. */
-static int raw_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *stmt = NULL;
-    int value = -999;
-    if (sqlite3_open(path, &db) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW)
-        value = sqlite3_column_int(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return value;
 }
 
 /* Every first-column value of `sql`, in order, as a JSON array of strings. */
