@@ -794,14 +794,9 @@ static nghttp2_session *gateway_session_new(gateway_conn *conn, uint32_t max_str
         session = NULL;
         goto done;
     }
-    nghttp2_settings_entry settings[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GATEWAY_STREAM_WINDOW},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, GATEWAY_MAX_HEADER_BYTES},
-    };
-    if (nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, 3) != 0 ||
-        nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0,
-                                              GATEWAY_CONNECTION_WINDOW) != 0) {
+    nghttp2_settings_entry streams = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams};
+    if (h2_io_submit_settings(session, &streams, GATEWAY_STREAM_WINDOW, GATEWAY_MAX_HEADER_BYTES,
+                              GATEWAY_CONNECTION_WINDOW) != 0) {
         nghttp2_session_del(session);
         session = NULL;
     }

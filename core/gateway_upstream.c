@@ -370,14 +370,9 @@ static nghttp2_session *upstream_session_new(upstream_conn *conn)
         session = NULL;
         goto done;
     }
-    nghttp2_settings_entry settings[] = {
-        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, UPSTREAM_STREAM_WINDOW},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UPSTREAM_MAX_HEADER_BYTES},
-    };
-    if (nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, 3) != 0 ||
-        nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0,
-                                              UPSTREAM_CONNECTION_WINDOW) != 0) {
+    nghttp2_settings_entry no_push = {NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+    if (h2_io_submit_settings(session, &no_push, UPSTREAM_STREAM_WINDOW, UPSTREAM_MAX_HEADER_BYTES,
+                              UPSTREAM_CONNECTION_WINDOW) != 0) {
         nghttp2_session_del(session);
         session = NULL;
     }

@@ -44,3 +44,21 @@ int h2_io_send(nghttp2_session *session, struct evbuffer *out, size_t high_water
         return 1;
     return 0;
 }
+
+int h2_io_submit_settings(nghttp2_session *session, const nghttp2_settings_entry *extra,
+                          uint32_t stream_window, uint32_t max_header_list,
+                          int32_t connection_window)
+{
+    nghttp2_settings_entry settings[3] = {
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, stream_window},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, max_header_list},
+    };
+    size_t count = 2;
+    if (extra != NULL)
+        settings[count++] = *extra;
+    int rc = nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, count);
+    if (rc == 0)
+        rc = nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0,
+                                                   connection_window);
+    return rc;
+}

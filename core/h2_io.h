@@ -20,4 +20,13 @@ int h2_io_receive(nghttp2_session *session, struct evbuffer *in);
  */
 int h2_io_send(nghttp2_session *session, struct evbuffer *out, size_t high_water);
 
+/*
+ * Sends our SETTINGS (stream window and header list size, plus `extra`,
+ * which may be NULL) and opens the connection window to
+ * `connection_window`.  0, or nghttp2's negative error.
+ */
+int h2_io_submit_settings(nghttp2_session *session, const nghttp2_settings_entry *extra,
+                          uint32_t stream_window, uint32_t max_header_list,
+                          int32_t connection_window);
+
 #endif
