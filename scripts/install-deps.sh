@@ -29,12 +29,15 @@ BUILD_PACKAGES=(
 )
 # The local backend (the default) runs spark-submit, which needs a JVM.
 RUN_PACKAGES=(openjdk-17-jre-headless)
-TEST_PACKAGES=(clang wrk sqlite3)
+# nghttp2-client (h2load) and nghttp2-server (nghttpx) drive and baseline the gateway
+# bench; golang-go builds h2spec (the HTTP/2 conformance suite) from the Go module proxy.
+TEST_PACKAGES=(clang wrk sqlite3 nghttp2-client nghttp2-server golang-go)
 # pip requirement and the module that proves it is there.
 PYSPARK_REQUIREMENT='pyspark==4.0.*'
 # pytest/requests drive the integration tests; the rest is what a real pyspark
 # Spark Connect client needs (the gateway tests).
-PYTHON_TEST_PACKAGES=(pytest requests grpcio grpcio-status pyarrow pandas googleapis-common-protos)
+# h2 writes hostile HTTP/2 by hand (the gateway's bad-input tests).
+PYTHON_TEST_PACKAGES=(pytest requests grpcio grpcio-status pyarrow pandas googleapis-common-protos h2)
 
 want_test=0
 for arg in "$@"; do
@@ -117,7 +120,7 @@ setup_venv() {
     "$venv/bin/python" -c 'import pyspark, sys; sys.exit(not pyspark.__version__.startswith("4.0."))' \
         2>/dev/null || wanted+=("$PYSPARK_REQUIREMENT")
     if [ "$want_test" -eq 1 ]; then
-        "$venv/bin/python" -c 'import pytest, requests, grpc, grpc_status, pyarrow, pandas, google.rpc' \
+        "$venv/bin/python" -c 'import pytest, requests, grpc, grpc_status, pyarrow, pandas, google.rpc, h2' \
             2>/dev/null || wanted+=("${PYTHON_TEST_PACKAGES[@]}")
     fi
     if [ "${#wanted[@]}" -eq 0 ]; then
