@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLUSTER_REGISTRY_TOKEN_MAX 4096
 
 struct cluster_registry {
     cluster_entry **entries;
@@ -308,6 +307,21 @@ int cluster_registry_set_healthy(cluster_registry *registry, const char *id, con
         return -1;
     endpoint->healthy = healthy != 0;
     return 0;
+}
+
+size_t cluster_registry_set_healthy_address(cluster_registry *registry, const char *address,
+                                           int healthy)
+{
+    size_t changed = 0;
+    for (size_t i = 0; i < cluster_registry_count(registry); i++) {
+        cluster_endpoint *endpoint =
+            cluster_registry_find_endpoint(registry->entries[i], address);
+        if (endpoint && endpoint->healthy != (healthy != 0)) {
+            endpoint->healthy = healthy != 0;
+            changed++;
+        }
+    }
+    return changed;
 }
 
 int cluster_registry_session_begin(cluster_registry *registry, const char *id,

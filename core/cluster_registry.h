@@ -28,6 +28,7 @@
 
 #define CLUSTER_ID_MAX 63
 #define CLUSTER_ENDPOINTS_MAX 64
+#define CLUSTER_REGISTRY_TOKEN_MAX 4096   /* a server token, in bytes */
 
 typedef struct cluster_endpoint {
     char *address;          /* "host:port" or "[v6]:port" */
@@ -88,6 +89,9 @@ int cluster_registry_pick_endpoint(const cluster_entry *entry);
 /* Health and session counting by id and address; -1 when either is unknown. */
 int cluster_registry_set_healthy(cluster_registry *registry, const char *id, const char *address,
                                  int healthy);
+/* Marks `address` in every cluster that lists it; returns how many endpoints changed state. */
+size_t cluster_registry_set_healthy_address(cluster_registry *registry, const char *address,
+                                           int healthy);
 int cluster_registry_session_begin(cluster_registry *registry, const char *id,
                                    const char *address);
 int cluster_registry_session_end(cluster_registry *registry, const char *id,

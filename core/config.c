@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "gateway_route.h"
+#include "gateway_tls.h"
 #include "units.h"
 
 #ifndef LOCALSTATEDIR
@@ -71,7 +72,9 @@ static const char *const config_runner_keys[] = {
 static const char *const config_spark_version_keys[] = {"spark_home", "image", NULL};
 static const char *const config_gateway_keys[] = {
     "listen", "authority_patterns", "domain", "default_region", "user_id_policy",
-    "max_concurrent_streams", "idle_timeout", "max_message_size", NULL};
+    "max_concurrent_streams", "idle_timeout", "max_message_size", "header_timeout",
+    "session_timeout", "tls", NULL};
+static const char *const config_gateway_tls_keys[] = {"listen", "certificate", "key", NULL};
 static const char *const config_cluster_keys[] = {"id",        "team",  "environment",
                                                   "region",    "endpoints", "token",
                                                   "token_file", NULL};
@@ -950,14 +953,15 @@ static void config_gateway_patterns(config_checker *chk, const yaml_tree_node *g
 static void config_gateway_needs_domain(config_checker *chk, const yaml_tree_node *gateway)
 {
     const config *cfg = chk->cfg;
-    if (cfg->gateway_listen_count == 0 || cfg->gateway_domain != NULL)
+    if ((cfg->gateway_listen_count == 0 && cfg->gateway_tls_listen_count == 0) ||
+        cfg->gateway_domain != NULL)
         return;
     for (size_t i = 0; i < cfg->gateway_authority_pattern_count; i++) {
         if (strstr(cfg->gateway_authority_patterns[i], "{domain}") == NULL)
             continue;
         config_report(chk, config_where_node(gateway), "gateway.domain",
-                      "required: gateway.listen is set and authority pattern '%.80s' uses "
-                      "{domain}",
+                      "required: %s is set and authority pattern '%.80s' uses {domain}",
+                      cfg->gateway_listen_count ? "gateway.listen" : "gateway.tls.listen",
                       cfg->gateway_authority_patterns[i]);
         return;
     }
@@ -978,6 +982,87 @@ static void config_gateway_policy(config_checker *chk, const yaml_tree_node *gat
                       policy);
 }
 
+/* gateway.tls.certificate or gateway.tls.key: a path resolved beside its file. */
+static void config_gateway_tls_path(config_checker *chk, const yaml_tree_node *tls,
+                                    const char *name, char **field)
+{
+    char dotted[64];
+    snprintf(dotted, sizeof(dotted), "gateway.tls.%s", name);
+    const char *path = config_string(chk, tls, name, dotted);
+    if (path == NULL)
+        return;
+    char *resolved = config_resolve_beside(yaml_tree_map_get(tls, name)->file, path);
+    if (resolved == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    free(*field);
+    *field = resolved;
+}
+
+/* One port speaks one protocol: a TLS address may not be in gateway.listen too. */
+static void config_gateway_tls_overlap(config_checker *chk, const yaml_tree_node *listen)
+{
+    const config *cfg = chk->cfg;
+    for (size_t i = 0; i < listen->count; i++) {
+        const yaml_tree_node *item = listen->items[i];
+        for (size_t j = 0; j < cfg->gateway_listen_count; j++) {
+            if (strcmp(item->value, cfg->gateway_listen[j]) != 0)
+                continue;
+            char dotted[64];
+            snprintf(dotted, sizeof(dotted), "gateway.tls.listen[%zu]", i);
+            config_report(chk, config_where_node(item), dotted,
+                          "'%.80s' is in gateway.listen too: a port serves h2c or TLS, not both",
+                          item->value);
+        }
+    }
+}
+
+/* What --check-config promises: the certificate and key make a working TLS context. */
+static void config_gateway_tls_files(config_checker *chk, const yaml_tree_node *tls)
+{
+    char message[CONFIG_ERROR_SIZE];
+    gateway_tls_fault fault;
+    SSL_CTX *context = gateway_tls_context_new(chk->cfg->gateway_tls_certificate,
+                                               chk->cfg->gateway_tls_key, &fault, message,
+                                               sizeof(message));
+    if (context != NULL) {
+        gateway_tls_context_free(context);
+        return;
+    }
+    int key = fault == GATEWAY_TLS_FAULT_KEY;
+    config_report(chk, config_where_node(yaml_tree_map_get(tls, key ? "key" : "certificate")),
+                  key ? "gateway.tls.key" : "gateway.tls.certificate", "%s", message);
+}
+
+static void config_check_gateway_tls(config_checker *chk, const yaml_tree_node *gateway)
+{
+    static const char *const files[] = {"certificate", "key"};
+    const yaml_tree_node *tls = config_section(chk, gateway, "tls", "gateway.tls");
+    config *cfg = chk->cfg;
+    if (tls == NULL)
+        return;
+    config_check_keys(chk, tls, "gateway.tls", config_gateway_tls_keys);
+    const yaml_tree_node *listen = yaml_tree_map_get(tls, "listen");
+    if (!config_is_null(listen) &&
+        config_addresses(chk, listen, "gateway.tls.listen", &cfg->gateway_tls_listen,
+                         &cfg->gateway_tls_listen_count) == 0)
+        config_gateway_tls_overlap(chk, listen);
+    config_gateway_tls_path(chk, tls, "certificate", &cfg->gateway_tls_certificate);
+    config_gateway_tls_path(chk, tls, "key", &cfg->gateway_tls_key);
+    if (cfg->gateway_tls_listen_count == 0)
+        return;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (!config_is_null(yaml_tree_map_get(tls, files[i])))
+            continue;
+        char dotted[64];
+        snprintf(dotted, sizeof(dotted), "gateway.tls.%s", files[i]);
+        config_report(chk, config_where_node(tls), dotted, "required: gateway.tls.listen is set");
+    }
+    if (cfg->gateway_tls_certificate != NULL && cfg->gateway_tls_key != NULL)
+        config_gateway_tls_files(chk, tls);
+}
+
 static void config_check_gateway(config_checker *chk, const yaml_tree_node *root)
 {
     const yaml_tree_node *gateway = config_section(chk, root, "gateway", "gateway");
@@ -995,8 +1080,12 @@ static void config_check_gateway(config_checker *chk, const yaml_tree_node *root
     config_gateway_policy(chk, gateway);
     config_limit(chk, gateway, "max_concurrent_streams", "gateway.max_concurrent_streams",
                  &cfg->gateway_max_concurrent_streams);
-    config_duration(chk, gateway, "idle_timeout", "gateway.idle_timeout", 0,
+    config_duration(chk, gateway, "idle_timeout", "gateway.idle_timeout", 1,
                     &cfg->gateway_idle_timeout_ms);
+    config_duration(chk, gateway, "header_timeout", "gateway.header_timeout", 1,
+                    &cfg->gateway_header_timeout_ms);
+    config_duration(chk, gateway, "session_timeout", "gateway.session_timeout", 0,
+                    &cfg->gateway_session_timeout_ms);
     uint64_t message_bytes = 0;
     config_size(chk, gateway, "max_message_size", "gateway.max_message_size", &message_bytes);
     if (message_bytes > CONFIG_GRPC_MESSAGE_MAX)
@@ -1005,6 +1094,7 @@ static void config_check_gateway(config_checker *chk, const yaml_tree_node *root
                       "at most 4294967295 bytes (a gRPC message length is 32 bits)");
     else if (message_bytes > 0)
         cfg->gateway_max_message_bytes = message_bytes;
+    config_check_gateway_tls(chk, gateway);
     config_gateway_needs_domain(chk, gateway);
 }
 
@@ -1157,6 +1247,8 @@ static int config_set_gateway_defaults(config *cfg)
     cfg->gateway_user_id_policy = CONFIG_USER_ID_REPLACE;
     cfg->gateway_max_concurrent_streams = 100;
     cfg->gateway_idle_timeout_ms = UINT64_C(10) * 60u * 1000u;
+    cfg->gateway_header_timeout_ms = UINT64_C(10) * 1000u;
+    cfg->gateway_session_timeout_ms = UINT64_C(60) * 60u * 1000u;
     cfg->gateway_max_message_bytes = UINT64_C(128) * 1024u * 1024u;
     return cfg->gateway_default_region != NULL ? 0 : -1;
 }
@@ -1371,6 +1463,9 @@ void config_free(config *cfg)
     }
     free(cfg->spark_versions);
     config_free_strings(cfg->gateway_listen, cfg->gateway_listen_count);
+    config_free_strings(cfg->gateway_tls_listen, cfg->gateway_tls_listen_count);
+    free(cfg->gateway_tls_certificate);
+    free(cfg->gateway_tls_key);
     config_free_strings(cfg->gateway_authority_patterns, cfg->gateway_authority_pattern_count);
     free(cfg->gateway_domain);
     free(cfg->gateway_default_region);

@@ -43,13 +43,19 @@
  *       spark_home: /opt/spark     # local backend: SPARK_HOME with bin/spark-submit
  *       image: spark-platform:4.0-latest   # container backends (pinned tag later)
  *   gateway:                       # the Spark Connect gateway
- *     listen: []                   # host:port strings; [] (default) = off
+ *     listen: []                   # h2c (HTTP/2 with prior knowledge) host:port strings
+ *     tls:                         # TLS with ALPN h2 (what pyspark needs for a token)
+ *       listen: []                 # host:port strings, none in gateway.listen too
+ *       certificate: chain.pem     # PEM chain, leaf first; required when tls.listen is set
+ *       key: key.pem               # its unencrypted PEM key; both read again on reload
  *     authority_patterns: ["{team}-{env}.{domain}", "{team}-{env}-{region}.{domain}"]
  *     domain: example.team         # required when the gateway is on and a pattern uses {domain}
  *     default_region: local        # the region for patterns without {region}
  *     user_id_policy: replace      # replace | deny a user_context.user_id that is not the caller
  *     max_concurrent_streams: 100  # per client connection
- *     idle_timeout: 10m
+ *     idle_timeout: 10m            # a client connection with no open stream gets GOAWAY; 0 = never
+ *     header_timeout: 10s          # a request's headers must be complete within this; 0 = never
+ *     session_timeout: 60m         # a session unused this long loses its driver pin
  *     max_message_size: 128MiB
  *   clusters:                      # static Spark Connect clusters
  *     - id: feature-eng-prod       # [a-z0-9-]{1,63}, unique
@@ -137,15 +143,21 @@ typedef struct config {
     config_spark_version *spark_versions;   /* in document order */
     size_t spark_version_count;
 
-    char **gateway_listen;          /* "host:port"; none = the gateway is off */
+    char **gateway_listen;          /* "host:port" (h2c); none here and in tls = off */
     size_t gateway_listen_count;
+    char **gateway_tls_listen;      /* "host:port" (TLS, ALPN h2) */
+    size_t gateway_tls_listen_count;
+    char *gateway_tls_certificate;  /* resolved path; set when gateway_tls_listen is */
+    char *gateway_tls_key;          /* resolved path; set when gateway_tls_listen is */
     char **gateway_authority_patterns;      /* checked with gateway_pattern_compile */
     size_t gateway_authority_pattern_count;
     char *gateway_domain;           /* lower case, may be NULL */
     char *gateway_default_region;   /* "local" */
     config_user_id_policy gateway_user_id_policy;
     uint64_t gateway_max_concurrent_streams;
-    uint64_t gateway_idle_timeout_ms;
+    uint64_t gateway_idle_timeout_ms;       /* a client connection without streams */
+    uint64_t gateway_header_timeout_ms;     /* from accept or HEADERS start to a whole request */
+    uint64_t gateway_session_timeout_ms;    /* a Spark session unused this long is forgotten */
     uint64_t gateway_max_message_bytes;
 
     config_cluster *clusters;       /* in document order */

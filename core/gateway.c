@@ -2,22 +2,34 @@
  * gateway.c - the Spark Connect gateway's listeners, client sessions and
  * the proxying of each gRPC stream.
  *
- * Every accepted connection is a bufferevent and an nghttp2 server session
- * (HTTP/2 with prior knowledge; TLS with ALPN comes next).  When a
+ * Every accepted connection is a bufferevent and an nghttp2 server session:
+ * HTTP/2 with prior knowledge on gateway.listen, TLS with ALPN h2 on
+ * gateway.tls.listen (gateway_tls.h; our SETTINGS wait in the TLS
+ * bufferevent until the handshake is done).  When a
  * request's headers are complete the stream is authenticated through the
- * auth chain (transport SP_AUTH_GATEWAY) and routed by the resolver; any
- * refusal is a gRPC trailers-only answer (HTTP 200, grpc-status) and
- * nothing reaches a Spark server.  Otherwise the headers go upstream
- * (minus hop-by-hop headers and the client's credentials, plus the
- * cluster's own token) on a pooled client session, and DATA, trailers and
- * RST_STREAM pass both ways.
+ * auth chain (transport SP_AUTH_GATEWAY) and routed to a cluster
+ * (gateway_route.h) the caller's team owns; any refusal is a gRPC
+ * trailers-only answer (HTTP 200, grpc-status) and nothing reaches a Spark
+ * server.
  *
  * The first gRPC message of every request is held just long enough to
  * read its session_id and user_context (spark_connect_prefix.h): a
  * user_context.user_id that is not the caller is replaced by the caller's
  * subject or refused with PERMISSION_DENIED (gateway.user_id_policy), so
- * nobody acts as someone else on a Spark server.  Only the prefix waits;
- * the rest of the message streams on.
+ * nobody acts as someone else on a Spark server.  The session id picks the
+ * driver (gateway_sessions.h: the session's pinned one, or the
+ * least-loaded healthy one for a new session); only then does the stream
+ * open upstream: the headers (minus hop-by-hop headers and the client's
+ * credentials, plus the cluster's own token) on a pooled client session,
+ * the prefix (as is or rewritten), and the rest of the message streamed
+ * on.  DATA, trailers and RST_STREAM pass both ways; a failed driver
+ * connection marks the driver unhealthy until a probe reaches it again.
+ *
+ * Limits: request messages over gateway.max_message_size are refused
+ * (RESOURCE_EXHAUSTED) from their gRPC length prefix; grpc-timeout is
+ * enforced (DEADLINE_EXCEEDED); a connection without streams for
+ * gateway.idle_timeout gets GOAWAY, one whose request headers do not
+ * complete within gateway.header_timeout is ended.
  *
  * Flow control is end to end: neither session sends WINDOW_UPDATE by
  * itself.  Bytes received on one side sit in the stream's buffer and are
@@ -44,11 +56,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "auth_chain.h"
 #include "cluster_registry.h"
 #include "h2_io.h"
 #include "daemon.h"
+#include "gateway_tls.h"
+#include "gateway_sessions.h"
 #include "gateway_upstream.h"
 #include "log.h"
 #include "metrics.h"
@@ -60,13 +76,27 @@
 #define GATEWAY_MAX_HEADER_BYTES (64u * 1024u)
 #define GATEWAY_DEFAULT_MAX_STREAMS 100u
 #define GATEWAY_SERVICE_PREFIX "/spark.connect.SparkConnectService/"
+#define GATEWAY_RELEASE_SESSION_PATH GATEWAY_SERVICE_PREFIX "ReleaseSession"
+#define GATEWAY_HOUSEKEEPING_MS 1000u   /* session expiry, driver probes, gauges */
+#define GATEWAY_LINGER_MS 2000u         /* how long a closing connection waits for the FIN */
 
 typedef struct gateway_conn gateway_conn;
 typedef struct gateway_stream gateway_stream;
 
+static void gateway_conn_headers(gateway_conn *conn, int began);
+static void gateway_conn_rearm(gateway_conn *conn);
+
+/* Where a request's gRPC length-prefixed messages begin, to hold each to the size limit. */
+typedef struct gateway_grpc_framing {
+    uint8_t header[5];                  /* compressed flag + 32-bit big-endian length */
+    size_t header_have;
+    uint64_t body_left;                 /* bytes of the current message still to come */
+} gateway_grpc_framing;
+
 typedef struct gateway_listener {
     char *address;
     struct evconnlistener *listener;
+    int tls;                            /* gateway.tls.listen: TLS with ALPN h2, else h2c */
 } gateway_listener;
 
 struct gateway_stream {
@@ -82,13 +112,26 @@ struct gateway_stream {
     int response_started;               /* response HEADERS submitted to the client */
     int response_ended;                 /* upstream end of stream seen */
     gateway_headers trailers;
-    char cluster[128];
+    char cluster[CLUSTER_ID_MAX + 1];   /* routed to; "" before */
+    char team[CLUSTER_ID_MAX + 1];      /* the cluster's team, for metrics */
+    char endpoint[256];                 /* the driver chosen for the session */
+    char session_id[GATEWAY_SESSION_ID_MAX + 1];
+    int pinned;                         /* counted in gw->sessions: end it once */
+    int releases_session;               /* a ReleaseSession call */
+    struct timespec opened;             /* upstream stream opened, for first-byte latency */
+    int first_byte_seen;
+    sp_metric *active;                  /* per cluster and team, once routed */
+    sp_metric *bytes_request;
+    sp_metric *bytes_response;
     int counted;                        /* streams_total incremented */
+    int headers_complete;               /* the request HEADERS (and CONTINUATIONs) arrived */
     sp_principal principal;             /* the authenticated caller */
     sc_prefix_reader *prefix;           /* reading the first message; NULL once released */
     size_t prefix_taken;                /* client bytes the reader holds */
     size_t front_left;                  /* rewritten prefix bytes still in request_body */
     size_t front_credit;                /* client bytes they stand for, credited once sent */
+    gateway_grpc_framing framing;       /* request messages, for gateway.max_message_size */
+    struct event *deadline;             /* the client's grpc-timeout, when it sent one */
 };
 
 struct gateway_conn {
@@ -100,27 +143,34 @@ struct gateway_conn {
     struct event *flush_event;
     char peer[INET6_ADDRSTRLEN + 8];
     gateway_stream *streams;
+    struct event *timer;                /* idle and header deadlines; created when first due */
+    uint64_t idle_since_ms;             /* no stream open since then; 0 while streams are */
+    uint64_t headers_since_ms;          /* a request's headers began then; 0 when none pend */
+    unsigned headers_pending;           /* streams whose HEADERS are not complete yet */
+    int closing;                        /* session over, half-closed, waiting for the FIN */
 };
 
 struct gateway {
     daemon_state *daemon;
     gateway_listener *listeners;
     size_t listener_count;
+    SSL_CTX *tls_context;               /* for new TLS connections; NULL without TLS listeners */
     uint32_t max_concurrent_streams;
     gateway_conn *conns;
     size_t in_flight;
     gateway_upstream_pool *pool;
-    gateway_resolve_fn resolve;
-    void *resolve_arg;
-    cluster_registry *registry;         /* the default resolver's clusters */
+    cluster_registry *registry;         /* the clusters requests are routed to */
     gateway_router *router;
+    gateway_sessions *sessions;         /* session -> driver pins over registry */
+    struct event *housekeeping;
+    uint64_t session_timeout_ms;
+    uint64_t max_message_bytes;         /* per request message */
+    uint64_t idle_timeout_ms;           /* 0 = never */
+    uint64_t header_timeout_ms;         /* 0 = never */
     config_user_id_policy user_id_policy;
     sp_metric *connections;
+    sp_metric *upstream_connect_seconds;
 };
-
-static int gateway_resolve_registry(void *arg, const char *authority, const char *cluster_id,
-                                    const sp_principal *principal, gateway_target *target,
-                                    char *message, size_t message_size);
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -142,6 +192,59 @@ void gateway_encode_grpc_message(const char *message, char *out, size_t out_size
     }
     if (out_size > 0)
         out[used] = '\0';
+}
+
+static uint64_t gateway_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+/* Follows the message framing over `len` more request bytes.  0, or the length of the
+ * first message larger than max (as its header announces it, before its bytes arrive). */
+static uint64_t gateway_grpc_oversized(gateway_grpc_framing *framing, const uint8_t *data,
+                                       size_t len, uint64_t max)
+{
+    while (len > 0) {
+        if (framing->body_left > 0) {
+            size_t skip = framing->body_left < len ? (size_t)framing->body_left : len;
+            framing->body_left -= skip;
+            data += skip;
+            len -= skip;
+            continue;
+        }
+        framing->header[framing->header_have++] = *data++;
+        len--;
+        if (framing->header_have < sizeof(framing->header))
+            continue;
+        framing->header_have = 0;
+        framing->body_left = (uint64_t)framing->header[1] << 24 |
+                             (uint64_t)framing->header[2] << 16 |
+                             (uint64_t)framing->header[3] << 8 | framing->header[4];
+        if (framing->body_left > max)
+            return framing->body_left;
+    }
+    return 0;
+}
+
+/* A grpc-timeout value ("<1-8 digits><H|M|S|m|u|n>") in microseconds; -1 when malformed. */
+static int64_t gateway_grpc_timeout_us(const char *value)
+{
+    static const struct {
+        char unit;
+        int64_t us_per_unit;    /* n: 0 marks nanoseconds (divided instead) */
+    } units[] = {{'H', INT64_C(3600000000)}, {'M', INT64_C(60000000)}, {'S', 1000000},
+                 {'m', 1000}, {'u', 1}, {'n', 0}};
+    size_t digits = strspn(value, "0123456789");
+    if (digits < 1 || digits > 8 || value[digits + 1] != '\0')
+        return -1;
+    int64_t amount = strtoll(value, NULL, 10);
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (value[digits] == units[i].unit)
+            return units[i].us_per_unit ? amount * units[i].us_per_unit : amount / 1000;
+    }
+    return -1;
 }
 
 static nghttp2_nv gateway_nv(const char *name, const char *value)
@@ -170,8 +273,9 @@ static void gateway_count_stream(gateway_stream *stream, const char *grpc_status
     if (stream->counted)
         return;
     stream->counted = 1;
-    snprintf(labels, sizeof(labels), "cluster=\"%s\",grpc_status=\"%s\"",
-             stream->cluster[0] ? stream->cluster : "-", grpc_status);
+    snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\",grpc_status=\"%s\"",
+             stream->cluster[0] ? stream->cluster : "-", stream->team[0] ? stream->team : "-",
+             grpc_status);
     metrics_add(metrics_register(SP_METRIC_COUNTER, "sparkplane_gateway_streams_total",
                                  "Gateway streams by cluster and final gRPC status", labels),
                 1);
@@ -244,6 +348,20 @@ static void gateway_stream_free(gateway_stream *stream)
     if (left > 0 && conn->session)
         nghttp2_session_consume_connection(conn->session, left);
     sc_prefix_reader_free(stream->prefix);
+    if (stream->pinned) {
+        gateway *gw = conn->gw;
+        gateway_session_key key = {stream->cluster, stream->principal.subject,
+                                   stream->session_id};
+        gateway_sessions_stream_end(gw->sessions, gw->registry, &key, gateway_now_ms());
+        if (stream->releases_session && key.session_id[0])
+            gateway_sessions_release(gw->sessions, gw->registry, &key);
+    }
+    if (stream->active)
+        metrics_add(stream->active, -1);
+    if (stream->deadline)
+        event_free(stream->deadline);
+    if (!stream->headers_complete)
+        gateway_conn_headers(conn, 0);
     if (stream->prev)
         stream->prev->next = stream->next;
     else
@@ -251,6 +369,7 @@ static void gateway_stream_free(gateway_stream *stream)
     if (stream->next)
         stream->next->prev = stream->prev;
     conn->gw->in_flight--;
+    gateway_conn_rearm(conn);       /* the last stream gone starts the idle deadline */
     gateway_headers_free(&stream->request_headers);
     gateway_headers_free(&stream->trailers);
     evbuffer_free(stream->request_body);
@@ -277,6 +396,20 @@ static void gateway_up_headers(void *arg, const nghttp2_nv *nva, size_t nvlen, i
 {
     gateway_stream *stream = arg;
     gateway_note_status(stream, nva, nvlen);
+    if (!stream->first_byte_seen) {
+        char labels[128];
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        stream->first_byte_seen = 1;
+        snprintf(labels, sizeof(labels), "cluster=\"%s\"", stream->cluster);
+        metrics_observe(metrics_register(SP_METRIC_HISTOGRAM,
+                                         "sparkplane_gateway_upstream_first_byte_seconds",
+                                         "From opening a stream to a Spark Connect server to "
+                                         "its response headers",
+                                         labels),
+                        (double)(now.tv_sec - stream->opened.tv_sec) +
+                            (double)(now.tv_nsec - stream->opened.tv_nsec) / 1e9);
+    }
     if (trailers) {
         for (size_t i = 0; i < nvlen; i++) {
             if (gateway_headers_add(&stream->trailers, nva[i].name, nva[i].namelen,
@@ -309,6 +442,8 @@ static void gateway_up_headers(void *arg, const nghttp2_nv *nva, size_t nvlen, i
 static void gateway_up_data(void *arg, const uint8_t *data, size_t len, int end_stream)
 {
     gateway_stream *stream = arg;
+    if (stream->bytes_response)
+        metrics_add(stream->bytes_response, (double)len);
     if (len > 0 && evbuffer_add(stream->response_body, data, len) != 0)
         gateway_reset_client(stream, NGHTTP2_INTERNAL_ERROR);
     if (end_stream)
@@ -328,8 +463,16 @@ static void gateway_up_close(void *arg, uint32_t error_code, const char *why)
         return;
     }
     if (why && !stream->response_started) {
+        char message[1024];
+        if (stream->session_id[0])
+            snprintf(message, sizeof(message),
+                     "session %.64s runs on Spark Connect server %s of cluster '%s', which "
+                     "failed (%s); start a new session to continue on another server",
+                     stream->session_id, stream->endpoint, stream->cluster, why);
+        else
+            snprintf(message, sizeof(message), "cluster '%s': %s", stream->cluster, why);
         log_msg(SP_LOG_WARN, "gateway", "cluster %s: %s", stream->cluster, why);
-        gateway_answer_error(stream, GATEWAY_GRPC_UNAVAILABLE, why);
+        gateway_answer_error(stream, GATEWAY_GRPC_UNAVAILABLE, message);
     } else if (why || error_code != 0 || !stream->response_ended) {
         gateway_count_stream(stream, "14");
         gateway_reset_client(stream, error_code ? error_code : NGHTTP2_INTERNAL_ERROR);
@@ -414,9 +557,8 @@ static int gateway_authenticate(gateway_stream *stream, sp_principal *principal,
 }
 
 /* The request headers as they go upstream. */
-static nghttp2_nv *gateway_upstream_headers(const gateway_stream *stream,
-                                            const gateway_target *target, char *bearer,
-                                            size_t bearer_size, size_t *count)
+static nghttp2_nv *gateway_upstream_headers(const gateway_stream *stream, const char *token,
+                                            char *bearer, size_t bearer_size, size_t *count)
 {
     const gateway_headers *in = &stream->request_headers;
     nghttp2_nv *out = calloc(in->count + 2, sizeof(*out));
@@ -429,25 +571,107 @@ static nghttp2_nv *gateway_upstream_headers(const gateway_stream *stream,
             continue;
         out[n] = in->nv[i];
         if (strcmp(name, ":authority") == 0)
-            out[n] = gateway_nv(":authority", target->endpoint);
+            out[n] = gateway_nv(":authority", stream->endpoint);
         n++;
     }
-    if (target->token[0]) {
-        snprintf(bearer, bearer_size, "Bearer %s", target->token);
+    if (token) {
+        snprintf(bearer, bearer_size, "Bearer %s", token);
         out[n++] = gateway_nv("authorization", bearer);
     }
     *count = n;
     return out;
 }
 
-static void gateway_start_request(gateway_stream *stream)
+/* The cluster for an authenticated caller, and whether the caller may use it.  Fills
+ * stream->cluster/team; a gRPC status with a message otherwise. */
+static int gateway_route_stream(gateway_stream *stream, const sp_principal *principal,
+                                char *message, size_t message_size)
 {
     gateway *gw = stream->conn->gw;
+    const cluster_entry *cluster = NULL;
+    if (gw->router == NULL || gw->registry == NULL) {
+        snprintf(message, message_size, "the gateway has no clusters configured");
+        return GATEWAY_GRPC_NOT_FOUND;
+    }
+    int status = gateway_route_resolve(
+        gw->router, gw->registry,
+        gateway_headers_get(&stream->request_headers, GATEWAY_CLUSTER_ID_HEADER),
+        gateway_headers_get(&stream->request_headers, ":authority"), &cluster, message,
+        message_size);
+    if (status != GATEWAY_GRPC_OK)
+        return status;
+    snprintf(stream->cluster, sizeof(stream->cluster), "%s", cluster->id);
+    snprintf(stream->team, sizeof(stream->team), "%s", cluster->team);
+    return gateway_route_authorize(principal, cluster, message, message_size);
+}
+
+/* The per-cluster series this stream counts itself in. */
+static void gateway_stream_metrics(gateway_stream *stream)
+{
+    char labels[256];
+    snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\"", stream->cluster,
+             stream->team);
+    stream->active = metrics_register(SP_METRIC_GAUGE, "sparkplane_gateway_active_streams",
+                                      "Gateway streams open now, by cluster and team", labels);
+    metrics_add(stream->active, 1);
+    snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\",direction=\"request\"",
+             stream->cluster, stream->team);
+    stream->bytes_request = metrics_register(
+        SP_METRIC_COUNTER, "sparkplane_gateway_bytes_total",
+        "Gateway DATA bytes by cluster, team and direction (request: to Spark)", labels);
+    snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\",direction=\"response\"",
+             stream->cluster, stream->team);
+    stream->bytes_response = metrics_register(
+        SP_METRIC_COUNTER, "sparkplane_gateway_bytes_total",
+        "Gateway DATA bytes by cluster, team and direction (request: to Spark)", labels);
+}
+
+/* The client's deadline passed: the Spark server is told to stop, the client gets
+ * DEADLINE_EXCEEDED (or a reset once the response has begun). */
+static void gateway_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gateway_stream *stream = arg;
+    const char *timeout = gateway_headers_get(&stream->request_headers, "grpc-timeout");
+    char message[128];
+    snprintf(message, sizeof(message), "the call's deadline (grpc-timeout %s) passed",
+             timeout ? timeout : "?");
+    gateway_refuse_request(stream, GATEWAY_GRPC_DEADLINE_EXCEEDED, message);
+}
+
+/* Arms the stream's deadline from grpc-timeout.  0, or -1 when the header was refused. */
+static int gateway_start_deadline(gateway_stream *stream)
+{
+    const char *value = gateway_headers_get(&stream->request_headers, "grpc-timeout");
+    if (value == NULL)
+        return 0;
+    int64_t us = gateway_grpc_timeout_us(value);
+    if (us < 0) {
+        gateway_answer_error(stream, GATEWAY_GRPC_INVALID_ARGUMENT,
+                             "grpc-timeout is not 1 to 8 digits followed by H, M, S, m, u or n");
+        return -1;
+    }
+    struct timeval after = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    stream->deadline = event_new(stream->conn->gw->daemon->base, -1, 0, gateway_on_deadline,
+                                 stream);
+    if (stream->deadline == NULL || event_add(stream->deadline, &after) != 0) {
+        gateway_answer_error(stream, GATEWAY_GRPC_UNAVAILABLE, "gateway out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Request headers are complete: authenticate, route to a cluster, and start reading the
+ * first message.  The upstream stream opens once that message names its session
+ * (gateway_open_upstream), so the session's driver is known.
+ */
+static void gateway_start_request(gateway_stream *stream)
+{
     const char *path = gateway_headers_get(&stream->request_headers, ":path");
     sp_principal principal;
-    gateway_target target;
     char message[512];
-    char bearer[1100];
     if (path == NULL || strncmp(path, GATEWAY_SERVICE_PREFIX, strlen(GATEWAY_SERVICE_PREFIX))) {
         gateway_answer_error(stream, 12, "this gateway serves spark.connect.SparkConnectService");
         return;
@@ -456,33 +680,61 @@ static void gateway_start_request(gateway_stream *stream)
         gateway_answer_error(stream, GATEWAY_GRPC_UNAUTHENTICATED, message);
         return;
     }
-    memset(&target, 0, sizeof(target));
-    int status = gw->resolve(gw->resolve_arg,
-                             gateway_headers_get(&stream->request_headers, ":authority"),
-                             gateway_headers_get(&stream->request_headers,
-                                                 "x-sparkplane-cluster-id"),
-                             &principal, &target, message, sizeof(message));
-    snprintf(stream->cluster, sizeof(stream->cluster), "%s", target.cluster);
+    int status = gateway_route_stream(stream, &principal, message, sizeof(message));
     if (status != GATEWAY_GRPC_OK) {
         gateway_answer_error(stream, status, message);
         return;
     }
-    size_t count = 0;
-    nghttp2_nv *nva = gateway_upstream_headers(stream, &target, bearer, sizeof(bearer), &count);
-    if (nva)
-        stream->up = gateway_upstream_open(gw->pool, target.endpoint, nva, count,
-                                           &gateway_up_ops, stream, message, sizeof(message));
-    free(nva);
-    if (stream->up == NULL) {
-        gateway_answer_error(stream, GATEWAY_GRPC_UNAVAILABLE,
-                             nva ? message : "gateway out of memory");
-        return;
-    }
     stream->principal = principal;
+    stream->releases_session = strcmp(path, GATEWAY_RELEASE_SESSION_PATH) == 0;
+    gateway_stream_metrics(stream);
+    if (gateway_start_deadline(stream) != 0)
+        return;
     stream->prefix = sc_prefix_reader_new(
         SC_PREFIX_DEFAULT_MAX, gateway_headers_get(&stream->request_headers, "grpc-encoding"));
     if (stream->prefix == NULL)
-        gateway_refuse_request(stream, GATEWAY_GRPC_UNAVAILABLE, "gateway out of memory");
+        gateway_answer_error(stream, GATEWAY_GRPC_UNAVAILABLE, "gateway out of memory");
+}
+
+/*
+ * Picks the driver for the request's session (session_id "" for none) and opens the
+ * upstream stream with the request headers.  0, or -1 when the request was refused.
+ */
+static int gateway_open_upstream(gateway_stream *stream, const char *session_id)
+{
+    gateway *gw = stream->conn->gw;
+    char message[768];
+    char bearer[CLUSTER_REGISTRY_TOKEN_MAX + 16];
+    const cluster_entry *cluster = cluster_registry_find(gw->registry, stream->cluster);
+    if (cluster == NULL) {
+        snprintf(message, sizeof(message), "cluster '%s' was removed", stream->cluster);
+        gateway_refuse_request(stream, GATEWAY_GRPC_UNAVAILABLE, message);
+        return -1;
+    }
+    gateway_session_key key = {stream->cluster, stream->principal.subject, session_id};
+    int status = gateway_sessions_route(gw->sessions, gw->registry, cluster, &key,
+                                        gateway_now_ms(), stream->endpoint,
+                                        sizeof(stream->endpoint), message, sizeof(message));
+    if (status != GATEWAY_GRPC_OK) {
+        gateway_refuse_request(stream, status, message);
+        return -1;
+    }
+    stream->pinned = 1;
+    snprintf(stream->session_id, sizeof(stream->session_id), "%s", session_id);
+    size_t count = 0;
+    nghttp2_nv *nva = gateway_upstream_headers(stream, cluster->token, bearer, sizeof(bearer),
+                                               &count);
+    if (nva)
+        stream->up = gateway_upstream_open(gw->pool, stream->endpoint, nva, count,
+                                           &gateway_up_ops, stream, message, sizeof(message));
+    free(nva);
+    if (stream->up == NULL) {
+        gateway_refuse_request(stream, GATEWAY_GRPC_UNAVAILABLE,
+                               nva ? message : "gateway out of memory");
+        return -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &stream->opened);
+    return 0;
 }
 
 /* ---- the first message's prefix: who the request claims to be ------------------------- */
@@ -568,8 +820,11 @@ static int gateway_release_prefix(gateway_stream *stream)
         &stream->principal, sc_prefix_user_id(stream->prefix), stream->conn->gw->user_id_policy,
         message, sizeof(message));
     int status = GATEWAY_GRPC_PERMISSION_DENIED;
-    if (action != GATEWAY_USER_ID_DENY)
+    if (action != GATEWAY_USER_ID_DENY) {
+        if (gateway_open_upstream(stream, sc_prefix_session_id(stream->prefix)) != 0)
+            return -1;
         status = gateway_queue_prefix(stream, action, message, sizeof(message));
+    }
     if (status != GATEWAY_GRPC_OK) {
         gateway_refuse_request(stream, status, message);
         return -1;
@@ -601,6 +856,22 @@ static int gateway_read_prefix(gateway_stream *stream, const uint8_t **data, siz
     return gateway_release_prefix(stream);
 }
 
+/* Refuses a request whose next message is over gateway.max_message_size: 1 when refused. */
+static int gateway_request_too_large(gateway_stream *stream, const uint8_t *data, size_t len)
+{
+    uint64_t max = stream->conn->gw->max_message_bytes;
+    uint64_t size = gateway_grpc_oversized(&stream->framing, data, len, max);
+    if (size == 0)
+        return 0;
+    char message[256];
+    snprintf(message, sizeof(message),
+             "a request message of %llu bytes is larger than the gateway's limit of %llu bytes "
+             "(gateway.max_message_size)",
+             (unsigned long long)size, (unsigned long long)max);
+    gateway_refuse_request(stream, GATEWAY_GRPC_RESOURCE_EXHAUSTED, message);
+    return 1;
+}
+
 /* ---- nghttp2 server callbacks ----------------------------------------------------------- */
 
 static int gateway_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
@@ -630,6 +901,7 @@ static int gateway_on_begin_headers(nghttp2_session *session, const nghttp2_fram
     conn->streams = stream;
     conn->gw->in_flight++;
     nghttp2_session_set_stream_user_data(session, stream->id, stream);
+    gateway_conn_headers(conn, 1);
     return 0;
 }
 
@@ -661,9 +933,12 @@ static int gateway_on_frame_recv(nghttp2_session *session, const nghttp2_frame *
         return 0;
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
         stream->request_ended = 1;
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        stream->headers_complete = 1;
+        gateway_conn_headers(stream->conn, 0);
         gateway_start_request(stream);
-    if (stream->up && stream->request_ended && stream->prefix) {
+    }
+    if (stream->request_ended && stream->prefix) {
         /* No body at all passes as it is (the server answers it); a cut-off one does not. */
         if (stream->prefix_taken > 0) {
             gateway_refuse_request(stream, GATEWAY_GRPC_INVALID_ARGUMENT,
@@ -672,6 +947,8 @@ static int gateway_on_frame_recv(nghttp2_session *session, const nghttp2_frame *
         }
         sc_prefix_reader_free(stream->prefix);
         stream->prefix = NULL;
+        if (gateway_open_upstream(stream, "") != 0)
+            return 0;
     }
     if (stream->up && stream->request_ended)
         gateway_upstream_resume(stream->up);
@@ -684,7 +961,11 @@ static int gateway_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_
     (void)flags;
     (void)user_data;
     gateway_stream *stream = nghttp2_session_get_stream_user_data(session, stream_id);
-    if (stream && stream->up && stream->prefix && gateway_read_prefix(stream, &data, &len) != 0)
+    if (stream && stream->bytes_request)
+        metrics_add(stream->bytes_request, (double)len);
+    if (stream && (stream->prefix || stream->up) && gateway_request_too_large(stream, data, len))
+        stream = NULL;      /* refused */
+    if (stream && stream->prefix && gateway_read_prefix(stream, &data, &len) != 0)
         stream = NULL;      /* refused: the rest of the chunk is discarded below */
     if (stream == NULL || stream->up == NULL) {
         if (len > 0)
@@ -728,20 +1009,139 @@ static void gateway_conn_free(gateway_conn *conn)
     if (conn->next)
         conn->next->prev = conn->prev;
     metrics_add(gw->connections, -1);
+    if (conn->timer)
+        event_free(conn->timer);
     event_free(conn->flush_event);
     bufferevent_free(conn->bev);
     nghttp2_session_del(conn->session);
     free(conn);
 }
 
-/* Frames what the session has to send; frees the connection when it is over. */
+/* ---- connection deadlines: idle connections and slow request headers ------------------ */
+
+static void gateway_conn_settle(gateway_conn *conn);
+static void gateway_conn_on_timer(evutil_socket_t fd, short what, void *arg);
+
+static void gateway_count_closed(gateway *gw, const char *reason)
+{
+    char labels[64];
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", reason);
+    metrics_add(metrics_register(SP_METRIC_COUNTER, "sparkplane_gateway_connections_closed_total",
+                                 "Client connections the gateway ended, by reason", labels),
+                1);
+}
+
+/* Ends the connection with GOAWAY: frames already queued go out, then it closes. */
+static void gateway_conn_end(gateway_conn *conn, uint32_t error_code, const char *reason)
+{
+    gateway_count_closed(conn->gw, reason);
+    nghttp2_session_terminate_session(conn->session, error_code);
+    gateway_conn_settle(conn);
+}
+
+/* Arms the connection's timer for the nearer of its idle and header deadlines. */
+static void gateway_conn_rearm(gateway_conn *conn)
+{
+    gateway *gw = conn->gw;
+    uint64_t now = gateway_now_ms();
+    uint64_t due = 0;
+    if (conn->closing)
+        return;
+    if (conn->streams != NULL)
+        conn->idle_since_ms = 0;
+    else if (conn->idle_since_ms == 0)
+        conn->idle_since_ms = now;
+    if (conn->idle_since_ms && gw->idle_timeout_ms)
+        due = conn->idle_since_ms + gw->idle_timeout_ms;
+    if (conn->headers_since_ms && gw->header_timeout_ms) {
+        uint64_t headers_due = conn->headers_since_ms + gw->header_timeout_ms;
+        if (due == 0 || headers_due < due)
+            due = headers_due;
+    }
+    if (due == 0) {
+        if (conn->timer)
+            evtimer_del(conn->timer);
+        return;
+    }
+    if (conn->timer == NULL &&
+        (conn->timer = evtimer_new(gw->daemon->base, gateway_conn_on_timer, conn)) == NULL)
+        return;
+    uint64_t wait = due > now ? due - now : 0;
+    struct timeval after = {(time_t)(wait / 1000u), (suseconds_t)(wait % 1000u) * 1000};
+    evtimer_add(conn->timer, &after);
+}
+
+static void gateway_conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gateway_conn *conn = arg;
+    gateway *gw = conn->gw;
+    uint64_t now = gateway_now_ms();
+    if (conn->closing) {
+        gateway_conn_free(conn);    /* the client never closed its side */
+        return;
+    }
+    if (conn->headers_since_ms && gw->header_timeout_ms &&
+        now >= conn->headers_since_ms + gw->header_timeout_ms) {
+        log_msg(SP_LOG_INFO, "gateway",
+                "%s: request headers not complete within %llums (gateway.header_timeout): "
+                "connection closed",
+                conn->peer, (unsigned long long)gw->header_timeout_ms);
+        gateway_conn_end(conn, NGHTTP2_ENHANCE_YOUR_CALM, "header_timeout");
+    } else if (conn->idle_since_ms && gw->idle_timeout_ms &&
+               now >= conn->idle_since_ms + gw->idle_timeout_ms) {
+        log_msg(SP_LOG_DEBUG, "gateway", "%s: no stream for %llums (gateway.idle_timeout): GOAWAY",
+                conn->peer, (unsigned long long)gw->idle_timeout_ms);
+        gateway_conn_end(conn, NGHTTP2_NO_ERROR, "idle");
+    } else {
+        gateway_conn_rearm(conn);
+    }
+}
+
+/* A request's HEADERS began (1) or completed / went away (0). */
+static void gateway_conn_headers(gateway_conn *conn, int began)
+{
+    if (began) {
+        if (conn->headers_pending++ == 0)
+            conn->headers_since_ms = gateway_now_ms();
+    } else if (conn->headers_pending > 0 && --conn->headers_pending == 0) {
+        conn->headers_since_ms = 0;
+    }
+    gateway_conn_rearm(conn);
+}
+
+/*
+ * The session is over and its last frames (GOAWAY) have left our buffers.  Closing now
+ * could turn into a TCP reset (when client bytes are still unread) that destroys those
+ * frames in flight, so: half-close, discard what the client still sends, and free the
+ * connection on its FIN or after GATEWAY_LINGER_MS.
+ */
+static void gateway_conn_linger(gateway_conn *conn)
+{
+    struct timeval wait = {GATEWAY_LINGER_MS / 1000u, (GATEWAY_LINGER_MS % 1000u) * 1000};
+    conn->closing = 1;
+    if (conn->timer == NULL)
+        conn->timer = evtimer_new(conn->gw->daemon->base, gateway_conn_on_timer, conn);
+    if (conn->timer == NULL || shutdown(bufferevent_getfd(conn->bev), SHUT_WR) != 0) {
+        gateway_conn_free(conn);
+        return;
+    }
+    evtimer_add(conn->timer, &wait);
+}
+
+/* Frames what the session has to send; once it is over, the connection lingers and goes. */
 static void gateway_conn_settle(gateway_conn *conn)
 {
+    if (conn->closing)
+        return;
     int rc = h2_io_send(conn->session, bufferevent_get_output(conn->bev), GATEWAY_OUTPUT_HIGH);
-    if (rc < 0)
+    if (rc < 0) {
         log_msg(SP_LOG_DEBUG, "gateway", "%s: %s", conn->peer, nghttp2_strerror(rc));
-    if (rc != 0)
         gateway_conn_free(conn);
+    } else if (rc == 1) {
+        gateway_conn_linger(conn);
+    }
 }
 
 static void gateway_conn_on_flush(evutil_socket_t fd, short what, void *arg)
@@ -754,6 +1154,10 @@ static void gateway_conn_on_flush(evutil_socket_t fd, short what, void *arg)
 static void gateway_conn_on_read(struct bufferevent *bev, void *arg)
 {
     gateway_conn *conn = arg;
+    if (conn->closing) {
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        return;
+    }
     int rc = h2_io_receive(conn->session, bufferevent_get_input(bev));
     if (rc < 0) {
         log_msg(SP_LOG_DEBUG, "gateway", "%s: %s", conn->peer, nghttp2_strerror(rc));
@@ -771,9 +1175,19 @@ static void gateway_conn_on_write(struct bufferevent *bev, void *arg)
 
 static void gateway_conn_on_event(struct bufferevent *bev, short events, void *arg)
 {
-    (void)bev;
-    (void)events;
-    gateway_conn_free(arg);     /* EOF or error: the client is gone */
+    gateway_conn *conn = arg;
+    char why[256];
+    if (events & BEV_EVENT_CONNECTED) {
+        /* TLS handshake done; a client that sent no ALPN at all got here without h2. */
+        if (gateway_tls_negotiated_h2(bev))
+            return;     /* libevent now sends our SETTINGS, held during the handshake */
+        log_msg(SP_LOG_INFO, "gateway", "%s: TLS client negotiated no ALPN h2: closed",
+                conn->peer);
+    } else if ((events & BEV_EVENT_ERROR) && gateway_tls_is_tls(bev)) {
+        gateway_tls_describe_error(bev, why, sizeof(why));
+        log_msg(SP_LOG_DEBUG, "gateway", "%s: TLS: %s", conn->peer, why);
+    }
+    gateway_conn_free(conn);    /* EOF, error or no h2: the client is gone */
 }
 
 static nghttp2_session *gateway_session_new(gateway_conn *conn, uint32_t max_streams)
@@ -822,10 +1236,23 @@ static void gateway_format_peer(const struct sockaddr *address, char *out, size_
     snprintf(out, out_size, "%s:%d", host, port);
 }
 
+/* A plain bufferevent, or a TLS one (accepting) when `listener` is on gateway.tls.listen. */
+static struct bufferevent *gateway_conn_bufferevent(gateway *gw, struct evconnlistener *listener,
+                                                    evutil_socket_t fd, const char *peer)
+{
+    for (size_t i = 0; i < gw->listener_count; i++) {
+        if (gw->listeners[i].listener != listener || !gw->listeners[i].tls)
+            continue;
+        if (gw->tls_context == NULL)
+            return NULL;
+        return gateway_tls_accept(gw->tls_context, gw->daemon->base, fd, peer);
+    }
+    return bufferevent_socket_new(gw->daemon->base, fd, BEV_OPT_CLOSE_ON_FREE);
+}
+
 static void gateway_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
                               struct sockaddr *address, int socklen, void *arg)
 {
-    (void)listener;
     (void)socklen;
     gateway *gw = arg;
     int one = 1;
@@ -837,7 +1264,7 @@ static void gateway_on_accept(struct evconnlistener *listener, evutil_socket_t f
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn->gw = gw;
     gateway_format_peer(address, conn->peer, sizeof(conn->peer));
-    conn->bev = bufferevent_socket_new(gw->daemon->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->bev = gateway_conn_bufferevent(gw, listener, fd, conn->peer);
     conn->flush_event = event_new(gw->daemon->base, -1, 0, gateway_conn_on_flush, conn);
     conn->session = gateway_session_new(conn, gw->max_concurrent_streams);
     if (conn->bev == NULL || conn->flush_event == NULL || conn->session == NULL) {
@@ -856,42 +1283,103 @@ static void gateway_on_accept(struct evconnlistener *listener, evutil_socket_t f
         gw->conns->prev = conn;
     gw->conns = conn;
     metrics_add(gw->connections, 1);
+    gateway_conn_rearm(conn);       /* the idle deadline runs until the first request */
     bufferevent_setcb(conn->bev, gateway_conn_on_read, gateway_conn_on_write,
                       gateway_conn_on_event, conn);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
-    gateway_conn_settle(conn);      /* our SETTINGS go out first */
+    gateway_conn_settle(conn);      /* our SETTINGS go out first (on TLS: after the handshake) */
 }
 
-/* ---- the default resolver: routing patterns over the cluster registry ------------------ */
+/* ---- drivers: health, session expiry, gauges ------------------------------------------ */
 
-static int gateway_resolve_registry(void *arg, const char *authority, const char *cluster_id,
-                                    const sp_principal *principal, gateway_target *target,
-                                    char *message, size_t message_size)
+/* The upstream pool connected to, or lost, a Spark Connect server. */
+static void gateway_on_upstream_health(void *arg, const char *endpoint, int healthy,
+                                       double connect_seconds, const char *why)
 {
     gateway *gw = arg;
-    const cluster_entry *cluster = NULL;
-    if (gw->router == NULL || gw->registry == NULL) {
-        snprintf(message, message_size, "the gateway has no clusters configured");
-        return GATEWAY_GRPC_NOT_FOUND;
+    if (healthy)
+        metrics_observe(gw->upstream_connect_seconds, connect_seconds);
+    if (gw->registry == NULL ||
+        cluster_registry_set_healthy_address(gw->registry, endpoint, healthy) == 0)
+        return;
+    if (healthy)
+        log_msg(SP_LOG_INFO, "gateway", "Spark Connect server %s is reachable again", endpoint);
+    else
+        log_msg(SP_LOG_WARN, "gateway",
+                "Spark Connect server %s marked unhealthy (%s): its sessions get UNAVAILABLE, "
+                "new sessions go to other drivers; probing every %us",
+                endpoint, why ? why : "?", GATEWAY_HOUSEKEEPING_MS / 1000u);
+}
+
+/* Pinned sessions per cluster (the registry's per-driver counts), as gauges. */
+static void gateway_publish_sessions(gateway *gw)
+{
+    char labels[256];
+    for (size_t i = 0; i < cluster_registry_count(gw->registry); i++) {
+        const cluster_entry *cluster = cluster_registry_at(gw->registry, i);
+        unsigned sessions = 0;
+        for (size_t e = 0; e < cluster->endpoint_count; e++)
+            sessions += cluster->endpoints[e].sessions;
+        snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\"", cluster->id,
+                 cluster->team);
+        metrics_set(metrics_register(SP_METRIC_GAUGE, "sparkplane_gateway_sessions",
+                                     "Spark sessions pinned to a driver, by cluster and team",
+                                     labels),
+                    sessions);
     }
-    int status = gateway_route_resolve(gw->router, gw->registry, cluster_id, authority, &cluster,
-                                       message, message_size);
-    if (status != GATEWAY_GRPC_OK)
-        return status;
-    snprintf(target->cluster, sizeof(target->cluster), "%s", cluster->id);
-    status = gateway_route_authorize(principal, cluster, message, message_size);
-    if (status != GATEWAY_GRPC_OK)
-        return status;
-    int chosen = cluster_registry_pick_endpoint(cluster);
-    if (chosen < 0) {
-        snprintf(message, message_size, "cluster '%s' has no healthy Spark Connect server",
-                 cluster->id);
-        return GATEWAY_GRPC_UNAVAILABLE;
+}
+
+static void gateway_on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gateway *gw = arg;
+    if (gw->registry == NULL)
+        return;
+    size_t ended = gateway_sessions_expire(gw->sessions, gw->registry, gateway_now_ms(),
+                                           gw->session_timeout_ms);
+    if (ended > 0)
+        log_msg(SP_LOG_DEBUG, "gateway", "%zu idle or released sessions unpinned", ended);
+    for (size_t i = 0; i < cluster_registry_count(gw->registry); i++) {
+        const cluster_entry *cluster = cluster_registry_at(gw->registry, i);
+        for (size_t e = 0; e < cluster->endpoint_count; e++) {
+            if (!cluster->endpoints[e].healthy)
+                gateway_upstream_probe(gw->pool, cluster->endpoints[e].address);
+        }
     }
-    snprintf(target->endpoint, sizeof(target->endpoint), "%s",
-             cluster->endpoints[chosen].address);
-    snprintf(target->token, sizeof(target->token), "%s", cluster->token ? cluster->token : "");
-    return GATEWAY_GRPC_OK;
+    gateway_publish_sessions(gw);
+}
+
+/*
+ * Brings the live registry to the configured clusters without losing what it knows:
+ * removed clusters go first (their placements may be reused), then every cluster is put,
+ * which keeps the health and session counts of endpoints that stay.  Pins of clusters or
+ * endpoints that went away end at the next housekeeping pass.
+ */
+static void gateway_apply_routes(gateway *gw, cluster_registry *registry,
+                                 gateway_router *router)
+{
+    char err[512];
+    gateway_router_free(gw->router);
+    gw->router = router;
+    if (gw->registry == NULL || registry == NULL) {
+        gateway_sessions_free(gw->sessions, gw->registry);
+        gw->sessions = gateway_sessions_new();
+        cluster_registry_free(gw->registry);
+        gw->registry = registry;
+        return;
+    }
+    for (size_t i = cluster_registry_count(gw->registry); i-- > 0;) {
+        const char *id = cluster_registry_at(gw->registry, i)->id;
+        if (cluster_registry_find(registry, id) == NULL)
+            cluster_registry_remove(gw->registry, id);
+    }
+    for (size_t i = 0; i < cluster_registry_count(registry); i++) {
+        const cluster_entry *entry = cluster_registry_at(registry, i);
+        if (cluster_registry_put(gw->registry, entry, err, sizeof(err)) != 0)
+            log_msg(SP_LOG_ERROR, "gateway", "cluster '%s' not updated: %s", entry->id, err);
+    }
+    cluster_registry_free(registry);
 }
 
 /* ---- listeners and configuration -------------------------------------------------------- */
@@ -916,24 +1404,26 @@ fail:
     return -1;
 }
 
-static int gateway_listener_open(gateway *gw, const char *text, gateway_listener *out,
+static int gateway_listener_open(gateway *gw, const char *text, int tls, gateway_listener *out,
                                  diag_list *problems)
 {
+    const char *key = tls ? "gateway.tls.listen" : "gateway.listen";
     struct sockaddr_storage address;
     int length = sizeof(address);
     if (evutil_parse_sockaddr_port(text, (struct sockaddr *)&address, &length) != 0) {
-        diag_add(problems, "gateway.listen: '%s' is not a numeric \"address:port\"", text);
+        diag_add(problems, "%s: '%s' is not a numeric \"address:port\"", key, text);
         return -1;
     }
     out->listener = evconnlistener_new_bind(gw->daemon->base, gateway_on_accept, gw,
                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1,
                                             (struct sockaddr *)&address, length);
     if (out->listener == NULL) {
-        diag_add(problems, "gateway.listen: cannot listen on %s: %s", text,
+        diag_add(problems, "%s: cannot listen on %s: %s", key, text,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return -1;
     }
     out->address = strdup(text);
+    out->tls = tls;
     if (out->address == NULL) {
         evconnlistener_free(out->listener);
         return -1;
@@ -950,39 +1440,73 @@ static const gateway_listener *gateway_find_listener(const gateway *gw, const ch
     return NULL;
 }
 
-static int gateway_listed(const config *cfg, const char *address)
+/* 1 when cfg lists address, with *tls saying in which list; 0 when it is gone. */
+static int gateway_listed(const config *cfg, const char *address, int *tls)
 {
     for (size_t i = 0; i < cfg->gateway_listen_count; i++) {
-        if (strcmp(cfg->gateway_listen[i], address) == 0)
+        if (strcmp(cfg->gateway_listen[i], address) == 0) {
+            *tls = 0;
             return 1;
+        }
+    }
+    for (size_t i = 0; i < cfg->gateway_tls_listen_count; i++) {
+        if (strcmp(cfg->gateway_tls_listen[i], address) == 0) {
+            *tls = 1;
+            return 1;
+        }
     }
     return 0;
 }
 
-/* Swaps in the listener set for cfg (opened first, so a failure changes nothing). */
+/* Opens the addresses of one configured list that no listener serves yet, into next. */
+static int gateway_open_listeners(gateway *gw, char **addresses, size_t address_count, int tls,
+                                  gateway_listener *next, size_t *count, diag_list *problems)
+{
+    for (size_t i = 0; i < address_count; i++) {
+        if (gateway_find_listener(gw, addresses[i]))
+            continue;
+        if (gateway_listener_open(gw, addresses[i], tls, &next[*count], problems) != 0)
+            return -1;
+        log_msg(SP_LOG_INFO, "gateway", "listening on %s (%s)", next[*count].address,
+                tls ? "TLS, h2" : "h2c");
+        (*count)++;
+    }
+    return 0;
+}
+
+/*
+ * Swaps in the listener set for cfg (opened first, so a failure changes
+ * nothing).  A kept address that moved between gateway.listen and
+ * gateway.tls.listen keeps its socket and serves the new protocol to new
+ * connections.
+ */
 static int gateway_apply_listeners(gateway *gw, const config *cfg, diag_list *problems)
 {
-    gateway_listener *next = calloc(cfg->gateway_listen_count + gw->listener_count + 1,
-                                    sizeof(*next));
+    gateway_listener *next = calloc(
+        cfg->gateway_listen_count + cfg->gateway_tls_listen_count + gw->listener_count + 1,
+        sizeof(*next));
     size_t count = 0;
+    int tls = 0;
     if (next == NULL)
         return -1;
-    for (size_t i = 0; i < cfg->gateway_listen_count; i++) {
-        if (gateway_find_listener(gw, cfg->gateway_listen[i]))
-            continue;
-        if (gateway_listener_open(gw, cfg->gateway_listen[i], &next[count], problems) != 0)
-            goto fail;
-        log_msg(SP_LOG_INFO, "gateway", "listening on %s (h2c)", next[count].address);
-        count++;
-    }
+    if (gateway_open_listeners(gw, cfg->gateway_listen, cfg->gateway_listen_count, 0, next,
+                               &count, problems) != 0 ||
+        gateway_open_listeners(gw, cfg->gateway_tls_listen, cfg->gateway_tls_listen_count, 1,
+                               next, &count, problems) != 0)
+        goto fail;
     for (size_t i = 0; i < gw->listener_count; i++) {
-        if (gateway_listed(cfg, gw->listeners[i].address)) {
-            next[count++] = gw->listeners[i];
+        gateway_listener *old = &gw->listeners[i];
+        if (gateway_listed(cfg, old->address, &tls)) {
+            if (old->tls != tls)
+                log_msg(SP_LOG_INFO, "gateway", "listener %s now serves %s", old->address,
+                        tls ? "TLS, h2" : "h2c");
+            old->tls = tls;
+            next[count++] = *old;
             continue;
         }
-        log_msg(SP_LOG_INFO, "gateway", "closing listener %s", gw->listeners[i].address);
-        evconnlistener_free(gw->listeners[i].listener);
-        free(gw->listeners[i].address);
+        log_msg(SP_LOG_INFO, "gateway", "closing listener %s", old->address);
+        evconnlistener_free(old->listener);
+        free(old->address);
     }
     free(gw->listeners);
     gw->listeners = next;
@@ -997,28 +1521,58 @@ fail:
     return -1;
 }
 
+/* A new TLS context from the configured files (read again on every reload: rotation). */
+static int gateway_load_tls(const config *cfg, SSL_CTX **context, diag_list *problems)
+{
+    char message[1024];
+    gateway_tls_fault fault;
+    *context = NULL;
+    if (cfg->gateway_tls_listen_count == 0)
+        return 0;
+    *context = gateway_tls_context_new(cfg->gateway_tls_certificate, cfg->gateway_tls_key,
+                                       &fault, message, sizeof(message));
+    if (*context == NULL) {
+        diag_add(problems, "%s: %s",
+                 fault == GATEWAY_TLS_FAULT_KEY ? "gateway.tls.key" : "gateway.tls.certificate",
+                 message);
+        return -1;
+    }
+    gateway_tls_context_describe(*context, message, sizeof(message));
+    log_msg(SP_LOG_INFO, "gateway", "TLS certificate: %s", message);
+    return 0;
+}
+
 int gateway_configure(gateway *gw, const config *cfg, diag_list *problems)
 {
     cluster_registry *registry = NULL;
     gateway_router *router = NULL;
+    SSL_CTX *tls_context = NULL;
     if (cfg->gateway_max_concurrent_streams < 1 ||
         cfg->gateway_max_concurrent_streams > UINT32_MAX) {
         diag_add(problems, "gateway.max_concurrent_streams: %llu is out of range",
                  (unsigned long long)cfg->gateway_max_concurrent_streams);
         return -1;
     }
-    if (cfg->gateway_listen_count > 0 &&
-        gateway_load_routes(cfg, &registry, &router, problems) != 0)
+    if (gateway_load_tls(cfg, &tls_context, problems) != 0)
         return -1;
+    if ((cfg->gateway_listen_count > 0 || cfg->gateway_tls_listen_count > 0) &&
+        gateway_load_routes(cfg, &registry, &router, problems) != 0) {
+        gateway_tls_context_free(tls_context);
+        return -1;
+    }
     if (gateway_apply_listeners(gw, cfg, problems) != 0) {
         gateway_router_free(router);
         cluster_registry_free(registry);
+        gateway_tls_context_free(tls_context);
         return -1;
     }
-    gateway_router_free(gw->router);
-    cluster_registry_free(gw->registry);
-    gw->router = router;
-    gw->registry = registry;
+    gateway_apply_routes(gw, registry, router);
+    gateway_tls_context_free(gw->tls_context);  /* open TLS connections hold their own ref */
+    gw->session_timeout_ms = cfg->gateway_session_timeout_ms;
+    gw->max_message_bytes = cfg->gateway_max_message_bytes;
+    gw->idle_timeout_ms = cfg->gateway_idle_timeout_ms;
+    gw->header_timeout_ms = cfg->gateway_header_timeout_ms;
+    gw->tls_context = tls_context;
     gw->max_concurrent_streams = (uint32_t)cfg->gateway_max_concurrent_streams;
     gw->user_id_policy = cfg->gateway_user_id_policy;
     return 0;
@@ -1034,21 +1588,27 @@ gateway *gateway_new(struct daemon_state *daemon)
     gw->daemon = daemon;
     gw->max_concurrent_streams = GATEWAY_DEFAULT_MAX_STREAMS;
     gw->pool = gateway_upstream_pool_new(daemon->base);
-    gw->resolve = gateway_resolve_registry;
-    gw->resolve_arg = gw;
+    gw->sessions = gateway_sessions_new();
+    gw->housekeeping = event_new(daemon->base, -1, EV_PERSIST, gateway_on_housekeeping, gw);
+    gw->session_timeout_ms = UINT64_C(60) * 60u * 1000u;
+    gw->max_message_bytes = UINT64_C(128) * 1024u * 1024u;
     gw->connections = metrics_register(SP_METRIC_GAUGE, "sparkplane_gateway_connections",
                                        "Open client connections to the gateway", "");
-    if (gw->pool == NULL) {
+    gw->upstream_connect_seconds = metrics_register(
+        SP_METRIC_HISTOGRAM, "sparkplane_gateway_upstream_connect_seconds",
+        "TCP connect time to Spark Connect servers", "");
+    if (gw->pool == NULL || gw->sessions == NULL || gw->housekeeping == NULL) {
+        gateway_upstream_pool_free(gw->pool);
+        gateway_sessions_free(gw->sessions, NULL);
+        if (gw->housekeeping)
+            event_free(gw->housekeeping);
         free(gw);
         return NULL;
     }
+    struct timeval every = {GATEWAY_HOUSEKEEPING_MS / 1000u, 0};
+    event_add(gw->housekeeping, &every);
+    gateway_upstream_pool_set_health(gw->pool, gateway_on_upstream_health, gw);
     return gw;
-}
-
-void gateway_set_resolver(gateway *gw, gateway_resolve_fn resolve, void *arg)
-{
-    gw->resolve = resolve ? resolve : gateway_resolve_registry;
-    gw->resolve_arg = resolve ? arg : gw;
 }
 
 void gateway_close_listeners(gateway *gw)
@@ -1082,8 +1642,11 @@ void gateway_free(gateway *gw)
     while (gw->conns)
         gateway_conn_free(gw->conns);
     gateway_upstream_pool_free(gw->pool);
+    event_free(gw->housekeeping);
+    gateway_sessions_free(gw->sessions, gw->registry);
     gateway_router_free(gw->router);
     cluster_registry_free(gw->registry);
+    gateway_tls_context_free(gw->tls_context);
     free(gw->listeners);
     free(gw);
 }

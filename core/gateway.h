@@ -11,11 +11,11 @@
  *   gateway_free(gw)                          at stop
  * and gateway_in_flight(gw) tells the drain loop how many streams remain.
  *
- * Which cluster a request goes to is decided by a resolver.  The default
- * one routes with gateway_route.h over a cluster_registry the gateway
- * loads from the config's `clusters` (rebuilt on reload);
- * gateway_set_resolver() replaces it (e.g. once the registry is shared
- * with the provisioner).
+ * Which cluster a request goes to is decided with gateway_route.h over the
+ * gateway's cluster_registry, loaded from the config's `clusters` (brought
+ * up to date on reload, keeping driver health and session counts); which
+ * driver of the cluster serves it, by the session pins of
+ * gateway_sessions.h once the request's first message names its session.
  */
 #ifndef SPARKPLANE_CORE_GATEWAY_H
 #define SPARKPLANE_CORE_GATEWAY_H
@@ -30,23 +30,6 @@
 struct daemon_state;
 typedef struct gateway gateway;
 
-/* Where one request goes. */
-typedef struct gateway_target {
-    char cluster[128];      /* cluster id, for metrics and logs */
-    char endpoint[256];     /* Spark Connect server "host:port" */
-    char token[1024];       /* the server's own token, "" when it has none */
-} gateway_target;
-
-/*
- * Chooses the target for an authenticated caller.  `cluster_id` is the
- * x-sparkplane-cluster-id metadata or NULL, `authority` the :authority.
- * Returns GATEWAY_GRPC_OK with `target` filled, or a gRPC status
- * (NOT_FOUND, PERMISSION_DENIED, UNAVAILABLE) with a message for the client.
- */
-typedef int (*gateway_resolve_fn)(void *arg, const char *authority, const char *cluster_id,
-                                  const sp_principal *principal, gateway_target *target,
-                                  char *message, size_t message_size);
-
 gateway *gateway_new(struct daemon_state *daemon);
 
 /*
@@ -56,8 +39,6 @@ gateway *gateway_new(struct daemon_state *daemon);
  * problems and the previous state kept.
  */
 int gateway_configure(gateway *gw, const config *cfg, diag_list *problems);
-
-void gateway_set_resolver(gateway *gw, gateway_resolve_fn resolve, void *arg);
 
 /* Drain: stop accepting and send GOAWAY on every client connection. */
 void gateway_close_listeners(gateway *gw);

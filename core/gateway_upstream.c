@@ -62,6 +62,8 @@ struct upstream_conn {
     nghttp2_session *session;
     struct event *flush_event;
     int usable;                         /* accepts new streams (no GOAWAY, no error) */
+    int connected;                      /* the TCP connect completed */
+    struct timeval connect_started;
     gateway_upstream_stream *streams;
 };
 
@@ -69,6 +71,8 @@ struct gateway_upstream_pool {
     struct event_base *base;
     struct evdns_base *dns;
     upstream_conn *conns;
+    gateway_upstream_health_fn health;
+    void *health_arg;
 };
 
 /* ---- header lists ----------------------------------------------------------------------- */
@@ -244,7 +248,14 @@ static void upstream_on_event(struct bufferevent *bev, short events, void *arg)
     char why[512];
     if (events & BEV_EVENT_CONNECTED) {
         int one = 1;
+        struct timeval now, took;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        conn->connected = 1;
+        event_base_gettimeofday_cached(conn->pool->base, &now);
+        evutil_timersub(&now, &conn->connect_started, &took);
+        if (conn->pool->health)
+            conn->pool->health(conn->pool->health_arg, conn->endpoint, 1,
+                               (double)took.tv_sec + (double)took.tv_usec / 1e6, NULL);
         upstream_conn_settle(conn);
         return;
     }
@@ -256,6 +267,8 @@ static void upstream_on_event(struct bufferevent *bev, short events, void *arg)
     } else {
         snprintf(why, sizeof(why), "upstream %s closed the connection", conn->endpoint);
     }
+    if (conn->pool->health)
+        conn->pool->health(conn->pool->health_arg, conn->endpoint, 0, 0.0, why);
     upstream_conn_free(conn, why);
 }
 
@@ -410,6 +423,7 @@ static upstream_conn *upstream_connect(gateway_upstream_pool *pool, const char *
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
     conn->next = pool->conns;
     pool->conns = conn;
+    event_base_gettimeofday_cached(pool->base, &conn->connect_started);
     /* May report failure through upstream_on_event later; the conn is in the pool by then. */
     if (bufferevent_socket_connect_hostname(conn->bev, pool->dns, AF_UNSPEC, host, port) != 0) {
         pool->conns = conn->next;
@@ -523,6 +537,23 @@ void gateway_upstream_cancel(gateway_upstream_stream *stream)
     nghttp2_submit_rst_stream(stream->conn->session, NGHTTP2_FLAG_NONE, stream->id,
                               NGHTTP2_CANCEL);
     upstream_schedule(stream->conn);
+}
+
+void gateway_upstream_pool_set_health(gateway_upstream_pool *pool,
+                                      gateway_upstream_health_fn health, void *arg)
+{
+    pool->health = health;
+    pool->health_arg = arg;
+}
+
+void gateway_upstream_probe(gateway_upstream_pool *pool, const char *endpoint)
+{
+    char err[256];
+    for (upstream_conn *conn = pool->conns; conn; conn = conn->next) {
+        if (strcmp(conn->endpoint, endpoint) == 0)
+            return;     /* connecting or connected: its outcome reports health */
+    }
+    upstream_connect(pool, endpoint, err, sizeof(err));
 }
 
 size_t gateway_upstream_connection_count(const gateway_upstream_pool *pool)

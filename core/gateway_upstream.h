@@ -82,6 +82,21 @@ void gateway_upstream_consume(gateway_upstream_stream *stream, size_t len);
 /* Cancels (RST_STREAM CANCEL) and detaches: no ops call follows. */
 void gateway_upstream_cancel(gateway_upstream_stream *stream);
 
+/*
+ * Called when a connection to `endpoint` is established (healthy = 1,
+ * connect_seconds = how long the TCP connect took) or fails or is lost
+ * (healthy = 0, `why` says how).  Not called when the pool closes its
+ * own connections.
+ */
+typedef void (*gateway_upstream_health_fn)(void *arg, const char *endpoint, int healthy,
+                                           double connect_seconds, const char *why);
+void gateway_upstream_pool_set_health(gateway_upstream_pool *pool,
+                                      gateway_upstream_health_fn health, void *arg);
+
+/* Connects to `endpoint` unless a connection is held or under way; the health callback
+ * reports the outcome.  For checking whether a failed server is back. */
+void gateway_upstream_probe(gateway_upstream_pool *pool, const char *endpoint);
+
 /* Connections currently held (for tests and metrics). */
 size_t gateway_upstream_connection_count(const gateway_upstream_pool *pool);
 

@@ -55,7 +55,8 @@ core/openapi_json.c: $(srcdir)/core/openapi.json
 # Spark Connect gateway: clusters and routing (pure logic).
 core_libsparkplane_core_la_SOURCES += \
 	core/cluster_registry.c core/cluster_registry.h \
-	core/gateway_route.c core/gateway_route.h
+	core/gateway_route.c core/gateway_route.h \
+	core/gateway_sessions.c core/gateway_sessions.h
 
 # Spark Connect gateway: listeners, HTTP/2 sessions both ways, proxying.
 core_libsparkplane_core_la_SOURCES += \
@@ -64,3 +65,11 @@ core_libsparkplane_core_la_SOURCES += \
 	core/h2_io.c core/h2_io.h
 core_libsparkplane_core_la_CFLAGS += $(NGHTTP2_CFLAGS)
 core_libsparkplane_core_la_LIBADD += $(NGHTTP2_LIBS)
+
+# Spark Connect gateway: TLS listeners with ALPN h2.
+core_libsparkplane_core_la_SOURCES += core/gateway_tls.c core/gateway_tls.h
+core_libsparkplane_core_la_CFLAGS += $(LIBEVENT_OPENSSL_CFLAGS)
+core_libsparkplane_core_la_LIBADD += $(LIBEVENT_OPENSSL_LIBS)
+
+# Spark Connect gateway: per-connection abuse budgets, timeouts, gRPC framing (pure logic).
+core_libsparkplane_core_la_SOURCES += core/gateway_guard.c core/gateway_guard.h

@@ -16,13 +16,16 @@ EXTRA_DIST += \
 	tests/integration/spark_apps/count_rows.py \
 	tests/integration/spark_apps/fail_first_attempt.py \
 	tests/integration/spark_apps/gateway_client.py \
+	tests/integration/spark_apps/gateway_tls_client.py \
 	tests/integration/spark_apps/raise_error.py \
 	tests/integration/spark_apps/sleep_in_udf.py \
 	tests/integration/test_auth.py \
 	tests/integration/test_cli.py \
 	tests/integration/test_concurrency.py \
 	tests/integration/test_errors.py \
+	tests/integration/spark_connect.py \
 	tests/integration/test_gateway.py \
+	tests/integration/test_gateway_tls.py \
 	tests/integration/test_jobs_api.py \
 	tests/integration/test_jobs_runner.py \
 	tests/integration/test_jobs_spark.py \

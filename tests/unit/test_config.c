@@ -576,7 +576,8 @@ static void test_gateway_problems(void)
                           "gRPC message length is 32 bits)"));
     CU_ASSERT(has_problem("t.yaml:14:3: gateway.port: unknown key 'port' in gateway; known keys: "
                           "listen, authority_patterns, domain, default_region, user_id_policy, "
-                          "max_concurrent_streams, idle_timeout, max_message_size"));
+                          "max_concurrent_streams, idle_timeout, max_message_size, header_timeout, "
+                          "session_timeout, tls"));
     /* the domain is bad, so the listening gateway has none for pattern 3 */
     CU_ASSERT(has_problem("t.yaml:2:3: gateway.domain: required: gateway.listen is set and "
                           "authority pattern '{team}-{env}.{domain}' uses {domain}"));
