@@ -4,3 +4,6 @@
 EXTRA_DIST += bench/run.sh bench/README.md
 # bench/jobs.sh - the jobs API (submits, reads, 1M-job store) on backend_sim.
 EXTRA_DIST += bench/jobs.sh bench/jobs.lua bench/jobs_list.lua bench/jobs_bulk.py
+# bench/gateway.sh - the Spark Connect gateway vs direct vs nghttpx; the upstream
+# (gateway_echo.c) is compiled by the script into a temporary directory, not by make.
+EXTRA_DIST += bench/gateway.sh bench/gateway_echo.c bench/gateway_idle.py
