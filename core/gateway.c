@@ -64,6 +64,7 @@
 #include "h2_io.h"
 #include "daemon.h"
 #include "gateway_tls.h"
+#include "gateway_metrics.h"
 #include "gateway_sessions.h"
 #include "gateway_upstream.h"
 #include "log.h"
@@ -71,6 +72,7 @@
 #include "spark_connect_prefix.h"
 
 #define GATEWAY_OUTPUT_HIGH (256u * 1024u)
+#define GATEWAY_IO_CHUNK (128u * 1024u)         /* per read()/write() (libevent: 16 KiB) */
 #define GATEWAY_STREAM_WINDOW (1u * 1024u * 1024u)
 #define GATEWAY_CONNECTION_WINDOW (16u * 1024u * 1024u)
 #define GATEWAY_MAX_HEADER_BYTES (64u * 1024u)
@@ -120,9 +122,7 @@ struct gateway_stream {
     int releases_session;               /* a ReleaseSession call */
     struct timespec opened;             /* upstream stream opened, for first-byte latency */
     int first_byte_seen;
-    sp_metric *active;                  /* per cluster and team, once routed */
-    sp_metric *bytes_request;
-    sp_metric *bytes_response;
+    gateway_cluster_stats *stats;       /* its cluster's series, once routed */
     int counted;                        /* streams_total incremented */
     int headers_complete;               /* the request HEADERS (and CONTINUATIONs) arrived */
     sp_principal principal;             /* the authenticated caller */
@@ -170,6 +170,7 @@ struct gateway {
     config_user_id_policy user_id_policy;
     sp_metric *connections;
     sp_metric *upstream_connect_seconds;
+    gateway_metrics *metrics;           /* per-cluster series */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -269,16 +270,14 @@ static int gateway_is_local_header(const char *name)
 
 static void gateway_count_stream(gateway_stream *stream, const char *grpc_status)
 {
-    char labels[256];
     if (stream->counted)
         return;
     stream->counted = 1;
-    snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\",grpc_status=\"%s\"",
-             stream->cluster[0] ? stream->cluster : "-", stream->team[0] ? stream->team : "-",
-             grpc_status);
-    metrics_add(metrics_register(SP_METRIC_COUNTER, "sparkplane_gateway_streams_total",
-                                 "Gateway streams by cluster and final gRPC status", labels),
-                1);
+    gateway_cluster_stats *stats = stream->stats;
+    if (stats == NULL)
+        stats = gateway_metrics_cluster(stream->conn->gw->metrics, stream->cluster, stream->team);
+    if (stats)
+        gateway_metrics_count_stream(stats, grpc_status);
 }
 
 static void gateway_schedule(gateway_conn *conn)
@@ -356,8 +355,8 @@ static void gateway_stream_free(gateway_stream *stream)
         if (stream->releases_session && key.session_id[0])
             gateway_sessions_release(gw->sessions, gw->registry, &key);
     }
-    if (stream->active)
-        metrics_add(stream->active, -1);
+    if (stream->stats)
+        metrics_add(stream->stats->active_streams, -1);
     if (stream->deadline)
         event_free(stream->deadline);
     if (!stream->headers_complete)
@@ -396,17 +395,11 @@ static void gateway_up_headers(void *arg, const nghttp2_nv *nva, size_t nvlen, i
 {
     gateway_stream *stream = arg;
     gateway_note_status(stream, nva, nvlen);
-    if (!stream->first_byte_seen) {
-        char labels[128];
+    if (!stream->first_byte_seen && stream->stats) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         stream->first_byte_seen = 1;
-        snprintf(labels, sizeof(labels), "cluster=\"%s\"", stream->cluster);
-        metrics_observe(metrics_register(SP_METRIC_HISTOGRAM,
-                                         "sparkplane_gateway_upstream_first_byte_seconds",
-                                         "From opening a stream to a Spark Connect server to "
-                                         "its response headers",
-                                         labels),
+        metrics_observe(stream->stats->first_byte_seconds,
                         (double)(now.tv_sec - stream->opened.tv_sec) +
                             (double)(now.tv_nsec - stream->opened.tv_nsec) / 1e9);
     }
@@ -442,8 +435,8 @@ static void gateway_up_headers(void *arg, const nghttp2_nv *nva, size_t nvlen, i
 static void gateway_up_data(void *arg, const uint8_t *data, size_t len, int end_stream)
 {
     gateway_stream *stream = arg;
-    if (stream->bytes_response)
-        metrics_add(stream->bytes_response, (double)len);
+    if (stream->stats)
+        metrics_add(stream->stats->bytes_response, (double)len);
     if (len > 0 && evbuffer_add(stream->response_body, data, len) != 0)
         gateway_reset_client(stream, NGHTTP2_INTERNAL_ERROR);
     if (end_stream)
@@ -608,22 +601,10 @@ static int gateway_route_stream(gateway_stream *stream, const sp_principal *prin
 /* The per-cluster series this stream counts itself in. */
 static void gateway_stream_metrics(gateway_stream *stream)
 {
-    char labels[256];
-    snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\"", stream->cluster,
-             stream->team);
-    stream->active = metrics_register(SP_METRIC_GAUGE, "sparkplane_gateway_active_streams",
-                                      "Gateway streams open now, by cluster and team", labels);
-    metrics_add(stream->active, 1);
-    snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\",direction=\"request\"",
-             stream->cluster, stream->team);
-    stream->bytes_request = metrics_register(
-        SP_METRIC_COUNTER, "sparkplane_gateway_bytes_total",
-        "Gateway DATA bytes by cluster, team and direction (request: to Spark)", labels);
-    snprintf(labels, sizeof(labels), "cluster=\"%s\",team=\"%s\",direction=\"response\"",
-             stream->cluster, stream->team);
-    stream->bytes_response = metrics_register(
-        SP_METRIC_COUNTER, "sparkplane_gateway_bytes_total",
-        "Gateway DATA bytes by cluster, team and direction (request: to Spark)", labels);
+    stream->stats = gateway_metrics_cluster(stream->conn->gw->metrics, stream->cluster,
+                                            stream->team);
+    if (stream->stats)
+        metrics_add(stream->stats->active_streams, 1);
 }
 
 /* The client's deadline passed: the Spark server is told to stop, the client gets
@@ -961,8 +942,8 @@ static int gateway_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_
     (void)flags;
     (void)user_data;
     gateway_stream *stream = nghttp2_session_get_stream_user_data(session, stream_id);
-    if (stream && stream->bytes_request)
-        metrics_add(stream->bytes_request, (double)len);
+    if (stream && stream->stats)
+        metrics_add(stream->stats->bytes_request, (double)len);
     if (stream && (stream->prefix || stream->up) && gateway_request_too_large(stream, data, len))
         stream = NULL;      /* refused */
     if (stream && stream->prefix && gateway_read_prefix(stream, &data, &len) != 0)
@@ -1265,6 +1246,10 @@ static void gateway_on_accept(struct evconnlistener *listener, evutil_socket_t f
     conn->gw = gw;
     gateway_format_peer(address, conn->peer, sizeof(conn->peer));
     conn->bev = gateway_conn_bufferevent(gw, listener, fd, conn->peer);
+    if (conn->bev) {
+        bufferevent_set_max_single_read(conn->bev, GATEWAY_IO_CHUNK);
+        bufferevent_set_max_single_write(conn->bev, GATEWAY_IO_CHUNK);
+    }
     conn->flush_event = event_new(gw->daemon->base, -1, 0, gateway_conn_on_flush, conn);
     conn->session = gateway_session_new(conn, gw->max_concurrent_streams);
     if (conn->bev == NULL || conn->flush_event == NULL || conn->session == NULL) {
@@ -1589,6 +1574,7 @@ gateway *gateway_new(struct daemon_state *daemon)
     gw->max_concurrent_streams = GATEWAY_DEFAULT_MAX_STREAMS;
     gw->pool = gateway_upstream_pool_new(daemon->base);
     gw->sessions = gateway_sessions_new();
+    gw->metrics = gateway_metrics_new();
     gw->housekeeping = event_new(daemon->base, -1, EV_PERSIST, gateway_on_housekeeping, gw);
     gw->session_timeout_ms = UINT64_C(60) * 60u * 1000u;
     gw->max_message_bytes = UINT64_C(128) * 1024u * 1024u;
@@ -1597,8 +1583,10 @@ gateway *gateway_new(struct daemon_state *daemon)
     gw->upstream_connect_seconds = metrics_register(
         SP_METRIC_HISTOGRAM, "sparkplane_gateway_upstream_connect_seconds",
         "TCP connect time to Spark Connect servers", "");
-    if (gw->pool == NULL || gw->sessions == NULL || gw->housekeeping == NULL) {
+    if (gw->pool == NULL || gw->sessions == NULL || gw->metrics == NULL ||
+        gw->housekeeping == NULL) {
         gateway_upstream_pool_free(gw->pool);
+        gateway_metrics_free(gw->metrics);
         gateway_sessions_free(gw->sessions, NULL);
         if (gw->housekeeping)
             event_free(gw->housekeeping);
@@ -1644,6 +1632,7 @@ void gateway_free(gateway *gw)
     gateway_upstream_pool_free(gw->pool);
     event_free(gw->housekeeping);
     gateway_sessions_free(gw->sessions, gw->registry);
+    gateway_metrics_free(gw->metrics);
     gateway_router_free(gw->router);
     cluster_registry_free(gw->registry);
     gateway_tls_context_free(gw->tls_context);

@@ -36,6 +36,7 @@
 #include "config.h"
 
 #define UPSTREAM_OUTPUT_HIGH (256u * 1024u)        /* stop framing above this much queued */
+#define UPSTREAM_IO_CHUNK (128u * 1024u)           /* per read()/write() (libevent: 16 KiB) */
 #define UPSTREAM_STREAM_WINDOW (1u * 1024u * 1024u)
 #define UPSTREAM_CONNECTION_WINDOW (16u * 1024u * 1024u)
 #define UPSTREAM_MAX_HEADER_BYTES (64u * 1024u)
@@ -414,6 +415,10 @@ static upstream_conn *upstream_connect(gateway_upstream_pool *pool, const char *
     conn->usable = 1;
     conn->endpoint = strdup(endpoint);
     conn->bev = bufferevent_socket_new(pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (conn->bev) {
+        bufferevent_set_max_single_read(conn->bev, UPSTREAM_IO_CHUNK);
+        bufferevent_set_max_single_write(conn->bev, UPSTREAM_IO_CHUNK);
+    }
     conn->flush_event = event_new(pool->base, -1, 0, upstream_on_flush, conn);
     conn->session = upstream_session_new(conn);
     if (conn->endpoint == NULL || conn->bev == NULL || conn->flush_event == NULL ||

@@ -6,8 +6,10 @@
 #                                    venv at .venv with pyspark 4.0 (the local
 #                                    backend runs real Spark from it)
 #   scripts/install-deps.sh --test   also clang (fuzzers), wrk and nginx-light
-#                                    (benchmark baseline), systemd-analyze, and
-#                                    pytest + requests in .venv
+#                                    (benchmark baseline), systemd-analyze,
+#                                    h2load/nghttpx (gateway bench), Go and
+#                                    h2spec (scripts/install-h2spec.sh), and
+#                                    pytest, requests, grpcio, h2 in .venv
 #
 # SPARK_HOME for the local backend is the installed pyspark package:
 #   .venv/bin/python -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))'
@@ -29,9 +31,9 @@ BUILD_PACKAGES=(
 )
 # The local backend (the default) runs spark-submit, which needs a JVM.
 RUN_PACKAGES=(openjdk-17-jre-headless)
-# nghttp2-client (h2load) and nghttp2-server (nghttpx) drive and baseline the gateway
+# nghttp2-client (h2load) and nghttp2-proxy (nghttpx) drive and baseline the gateway
 # bench; golang-go builds h2spec (the HTTP/2 conformance suite) from the Go module proxy.
-TEST_PACKAGES=(clang wrk sqlite3 nghttp2-client nghttp2-server golang-go)
+TEST_PACKAGES=(clang wrk sqlite3 nghttp2-client nghttp2-proxy golang-go)
 # pip requirement and the module that proves it is there.
 PYSPARK_REQUIREMENT='pyspark==4.0.*'
 # pytest/requests drive the integration tests; the rest is what a real pyspark
@@ -145,6 +147,9 @@ main() {
         log "all packages present"
     fi
     setup_venv
+    if [ "$want_test" -eq 1 ]; then
+        bash "$ROOT/scripts/install-h2spec.sh" >/dev/null
+    fi
 }
 
 main

@@ -23,6 +23,8 @@
 #   systemd-unit    systemd-analyze verify on the installed unit (pointed at the
 #                   DESTDIR binary), where systemd-analyze exists
 #   bench           bench/run.sh --quick on the plain build (prints ratios only)
+#   bench-jobs      bench/jobs.sh --quick (the jobs API, ratios only)
+#   bench-gateway   bench/gateway.sh --quick (the Spark Connect gateway vs direct and nghttpx)
 #   distcheck       make distcheck: the tarball builds, checks, installs, cleans
 #
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
@@ -339,6 +341,10 @@ bench_jobs_quick() {
     bash "$ROOT/bench/jobs.sh" --quick --build "$PLAIN_BUILD"
 }
 
+bench_gateway_quick() {
+    bash "$ROOT/bench/gateway.sh" --quick --build "$PLAIN_BUILD"
+}
+
 # The shipped etc/sparkplane.yaml, with this machine's paths, passes
 # --check-config against the installed plugins (what run.sh does too).
 default_config() {
@@ -402,6 +408,7 @@ main() {
         blocked default-config plain-build
         blocked bench plain-build
         blocked bench-jobs plain-build
+        blocked bench-gateway plain-build
         blocked distcheck plain-build
     else
         step sdk-example sdk_example
@@ -419,6 +426,7 @@ main() {
         step default-config default_config
         step bench bench_quick
         step bench-jobs bench_jobs_quick
+        step bench-gateway bench_gateway_quick
         step distcheck distcheck
     fi
 

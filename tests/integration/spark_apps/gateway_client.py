@@ -136,7 +136,7 @@ def run_frames(url):
         oldest = spark.sql("SELECT name FROM people ORDER BY age DESC LIMIT 1").collect()[0][0]
         return {
             "session_id": spark.session_id,
-            "joined": [[row.title, int(row["count"])] for row in joined.itertuples()],
+            "joined": [[title, int(count)] for title, count in joined.values.tolist()],
             "evens": sorted([int(k), int(n)] for k, n in evens.toPandas().itertuples(index=False)),
             "oldest": oldest,
             "sql": spark.sql("SELECT sum(id) FROM range(101)").collect()[0][0],
@@ -147,8 +147,9 @@ def run_frames(url):
 
 
 def wide_rows(spark, rows):
-    """rows rows of an id and two 64-character hex strings: 136 bytes each in Arrow."""
-    return spark.range(rows).selectExpr(
+    """rows rows of an id and two 64-character hex strings (136 bytes each in Arrow), in 64
+    partitions: small task results, so a 512 MiB driver never holds much of it at once."""
+    return spark.range(0, rows, 1, 64).selectExpr(
         "id", "concat(sha2(cast(id AS string), 256), sha2(cast(id + 1 AS string), 256)) AS s")
 
 
