@@ -63,6 +63,7 @@
 #include "cluster_registry.h"
 #include "h2_io.h"
 #include "daemon.h"
+#include "gateway_guard.h"
 #include "gateway_tls.h"
 #include "gateway_metrics.h"
 #include "gateway_sessions.h"
@@ -85,15 +86,8 @@
 typedef struct gateway_conn gateway_conn;
 typedef struct gateway_stream gateway_stream;
 
-static void gateway_conn_headers(gateway_conn *conn, int began);
 static void gateway_conn_rearm(gateway_conn *conn);
-
-/* Where a request's gRPC length-prefixed messages begin, to hold each to the size limit. */
-typedef struct gateway_grpc_framing {
-    uint8_t header[5];                  /* compressed flag + 32-bit big-endian length */
-    size_t header_have;
-    uint64_t body_left;                 /* bytes of the current message still to come */
-} gateway_grpc_framing;
+static int gateway_conn_judge(gateway_conn *conn, gateway_guard_verdict verdict);
 
 typedef struct gateway_listener {
     char *address;
@@ -124,13 +118,12 @@ struct gateway_stream {
     int first_byte_seen;
     gateway_cluster_stats *stats;       /* its cluster's series, once routed */
     int counted;                        /* streams_total incremented */
-    int headers_complete;               /* the request HEADERS (and CONTINUATIONs) arrived */
     sp_principal principal;             /* the authenticated caller */
     sc_prefix_reader *prefix;           /* reading the first message; NULL once released */
     size_t prefix_taken;                /* client bytes the reader holds */
     size_t front_left;                  /* rewritten prefix bytes still in request_body */
     size_t front_credit;                /* client bytes they stand for, credited once sent */
-    gateway_grpc_framing framing;       /* request messages, for gateway.max_message_size */
+    gateway_grpc_meter framing;         /* request messages, for gateway.max_message_size */
     struct event *deadline;             /* the client's grpc-timeout, when it sent one */
 };
 
@@ -143,10 +136,8 @@ struct gateway_conn {
     struct event *flush_event;
     char peer[INET6_ADDRSTRLEN + 8];
     gateway_stream *streams;
-    struct event *timer;                /* idle and header deadlines; created when first due */
-    uint64_t idle_since_ms;             /* no stream open since then; 0 while streams are */
-    uint64_t headers_since_ms;          /* a request's headers began then; 0 when none pend */
-    unsigned headers_pending;           /* streams whose HEADERS are not complete yet */
+    struct event *timer;                /* the guard's next deadline, then the linger */
+    gateway_guard guard;                /* abuse budgets, idle and header timeouts */
     int closing;                        /* session over, half-closed, waiting for the FIN */
 };
 
@@ -165,8 +156,7 @@ struct gateway {
     struct event *housekeeping;
     uint64_t session_timeout_ms;
     uint64_t max_message_bytes;         /* per request message */
-    uint64_t idle_timeout_ms;           /* 0 = never */
-    uint64_t header_timeout_ms;         /* 0 = never */
+    gateway_guard_limits guard_limits;  /* every connection's guard reads these */
     config_user_id_policy user_id_policy;
     sp_metric *connections;
     sp_metric *upstream_connect_seconds;
@@ -200,33 +190,6 @@ static uint64_t gateway_now_ms(void)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-}
-
-/* Follows the message framing over `len` more request bytes.  0, or the length of the
- * first message larger than max (as its header announces it, before its bytes arrive). */
-static uint64_t gateway_grpc_oversized(gateway_grpc_framing *framing, const uint8_t *data,
-                                       size_t len, uint64_t max)
-{
-    while (len > 0) {
-        if (framing->body_left > 0) {
-            size_t skip = framing->body_left < len ? (size_t)framing->body_left : len;
-            framing->body_left -= skip;
-            data += skip;
-            len -= skip;
-            continue;
-        }
-        framing->header[framing->header_have++] = *data++;
-        len--;
-        if (framing->header_have < sizeof(framing->header))
-            continue;
-        framing->header_have = 0;
-        framing->body_left = (uint64_t)framing->header[1] << 24 |
-                             (uint64_t)framing->header[2] << 16 |
-                             (uint64_t)framing->header[3] << 8 | framing->header[4];
-        if (framing->body_left > max)
-            return framing->body_left;
-    }
-    return 0;
 }
 
 /* A grpc-timeout value ("<1-8 digits><H|M|S|m|u|n>") in microseconds; -1 when malformed. */
@@ -359,8 +322,6 @@ static void gateway_stream_free(gateway_stream *stream)
         metrics_add(stream->stats->active_streams, -1);
     if (stream->deadline)
         event_free(stream->deadline);
-    if (!stream->headers_complete)
-        gateway_conn_headers(conn, 0);
     if (stream->prev)
         stream->prev->next = stream->next;
     else
@@ -368,7 +329,6 @@ static void gateway_stream_free(gateway_stream *stream)
     if (stream->next)
         stream->next->prev = stream->prev;
     conn->gw->in_flight--;
-    gateway_conn_rearm(conn);       /* the last stream gone starts the idle deadline */
     gateway_headers_free(&stream->request_headers);
     gateway_headers_free(&stream->trailers);
     evbuffer_free(stream->request_body);
@@ -840,16 +800,13 @@ static int gateway_read_prefix(gateway_stream *stream, const uint8_t **data, siz
 /* Refuses a request whose next message is over gateway.max_message_size: 1 when refused. */
 static int gateway_request_too_large(gateway_stream *stream, const uint8_t *data, size_t len)
 {
-    uint64_t max = stream->conn->gw->max_message_bytes;
-    uint64_t size = gateway_grpc_oversized(&stream->framing, data, len, max);
-    if (size == 0)
-        return 0;
     char message[256];
-    snprintf(message, sizeof(message),
-             "a request message of %llu bytes is larger than the gateway's limit of %llu bytes "
-             "(gateway.max_message_size)",
-             (unsigned long long)size, (unsigned long long)max);
-    gateway_refuse_request(stream, GATEWAY_GRPC_RESOURCE_EXHAUSTED, message);
+    int status = gateway_grpc_meter_feed(&stream->framing, data, len,
+                                         stream->conn->gw->max_message_bytes, message,
+                                         sizeof(message));
+    if (status == 0)
+        return 0;
+    gateway_refuse_request(stream, status, message);
     return 1;
 }
 
@@ -859,8 +816,11 @@ static int gateway_on_begin_headers(nghttp2_session *session, const nghttp2_fram
                                     void *user_data)
 {
     gateway_conn *conn = user_data;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        gateway_guard_on_begin_headers(&conn->guard, frame->hd.stream_id, 0, gateway_now_ms());
+        gateway_conn_rearm(conn);   /* trailers must be complete in time too */
         return 0;
+    }
     gateway_stream *stream = calloc(1, sizeof(*stream));
     if (stream == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -882,7 +842,8 @@ static int gateway_on_begin_headers(nghttp2_session *session, const nghttp2_fram
     conn->streams = stream;
     conn->gw->in_flight++;
     nghttp2_session_set_stream_user_data(session, stream->id, stream);
-    gateway_conn_headers(conn, 1);
+    gateway_guard_on_begin_headers(&conn->guard, stream->id, 1, gateway_now_ms());
+    gateway_conn_rearm(conn);
     return 0;
 }
 
@@ -891,22 +852,27 @@ static int gateway_on_header(nghttp2_session *session, const nghttp2_frame *fram
                              size_t valuelen, uint8_t flags, void *user_data)
 {
     (void)flags;
-    (void)user_data;
+    gateway_conn *conn = user_data;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;       /* request trailers carry nothing the gateway forwards */
     gateway_stream *stream = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     if (stream == NULL)
         return 0;
     if (gateway_headers_add(&stream->request_headers, name, namelen, value, valuelen,
-                            GATEWAY_MAX_HEADER_BYTES) != 0)
+                            GATEWAY_MAX_HEADER_BYTES) != 0) {
+        /* nghttp2 resets the stream; many of these are a header flood */
+        gateway_conn_judge(conn, gateway_guard_on_invalid(&conn->guard, gateway_now_ms()));
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
     return 0;
 }
 
 static int gateway_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
                                  void *user_data)
 {
-    (void)user_data;
+    gateway_conn *conn = user_data;
+    if (gateway_conn_judge(conn, gateway_guard_on_frame(&conn->guard, frame, gateway_now_ms())))
+        return 0;   /* ending: nghttp2 ignores the rest */
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
     gateway_stream *stream = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -914,10 +880,15 @@ static int gateway_on_frame_recv(nghttp2_session *session, const nghttp2_frame *
         return 0;
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
         stream->request_ended = 1;
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        stream->headers_complete = 1;
-        gateway_conn_headers(stream->conn, 0);
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         gateway_start_request(stream);
+    char cut_off[256];
+    int framing = stream->request_ended && (stream->prefix || stream->up)
+                      ? gateway_grpc_meter_finish(&stream->framing, cut_off, sizeof(cut_off))
+                      : 0;
+    if (framing != 0 && stream->prefix == NULL) {
+        gateway_refuse_request(stream, framing, cut_off);   /* a later message was cut off */
+        return 0;
     }
     if (stream->request_ended && stream->prefix) {
         /* No body at all passes as it is (the server answers it); a cut-off one does not. */
@@ -962,14 +933,55 @@ static int gateway_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_
 static int gateway_on_stream_close(nghttp2_session *session, int32_t stream_id,
                                    uint32_t error_code, void *user_data)
 {
-    (void)user_data;
+    gateway_conn *conn = user_data;
     gateway_stream *stream = nghttp2_session_get_stream_user_data(session, stream_id);
     if (stream == NULL)
         return 0;
+    gateway_guard_on_stream_end(&conn->guard, stream_id, gateway_now_ms());
+    gateway_conn_rearm(conn);       /* the last stream gone starts the idle deadline */
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
     stream->id = -1;
     gateway_count_stream(stream, error_code == NGHTTP2_NO_ERROR ? "0" : "1");
     gateway_stream_free(stream);    /* cancels the upstream stream if still open */
+    return 0;
+}
+
+/* A frame nghttp2 found invalid (it already answered with RST_STREAM or GOAWAY). */
+static int gateway_on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame,
+                                    int lib_error_code, void *user_data)
+{
+    (void)session;
+    (void)frame;
+    (void)lib_error_code;
+    gateway_conn *conn = user_data;
+    gateway_conn_judge(conn, gateway_guard_on_invalid(&conn->guard, gateway_now_ms()));
+    return 0;
+}
+
+/* An invalid header field: counted, and the stream reset as without this callback. */
+static int gateway_on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame,
+                                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                                     size_t valuelen, uint8_t flags, void *user_data)
+{
+    (void)session;
+    (void)frame;
+    (void)name;
+    (void)namelen;
+    (void)value;
+    (void)valuelen;
+    (void)flags;
+    gateway_conn *conn = user_data;
+    gateway_conn_judge(conn, gateway_guard_on_invalid(&conn->guard, gateway_now_ms()));
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
+/* HEADERS and DATA going out make the client's BDP pings legitimate. */
+static int gateway_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame,
+                                 void *user_data)
+{
+    (void)session;
+    gateway_conn *conn = user_data;
+    gateway_guard_on_sent(&conn->guard, frame->hd.type);
     return 0;
 }
 
@@ -1012,40 +1024,38 @@ static void gateway_count_closed(gateway *gw, const char *reason)
                 1);
 }
 
-/* Ends the connection with GOAWAY: frames already queued go out, then it closes. */
-static void gateway_conn_end(gateway_conn *conn, uint32_t error_code, const char *reason)
+/* Acts on a guard verdict: GOAWAY (ENHANCE_YOUR_CALM, or NO_ERROR when idle), after which
+ * nghttp2 ignores the client and the connection closes once the GOAWAY is out (or at the
+ * guard's linger deadline).  1 when the connection is ending.  Safe inside nghttp2 callbacks:
+ * it only queues; sending and freeing happen at the top of the loop. */
+static int gateway_conn_judge(gateway_conn *conn, gateway_guard_verdict verdict)
 {
-    gateway_count_closed(conn->gw, reason);
-    nghttp2_session_terminate_session(conn->session, error_code);
-    gateway_conn_settle(conn);
+    if (verdict == GATEWAY_GUARD_FINE || verdict == GATEWAY_GUARD_HANG_UP)
+        return verdict != GATEWAY_GUARD_FINE;
+    const char *label = gateway_guard_verdict_label(verdict);
+    log_msg(verdict == GATEWAY_GUARD_IDLE ? SP_LOG_DEBUG : SP_LOG_INFO, "gateway",
+            "%s: GOAWAY (%s): %s", conn->peer, label, gateway_guard_reason(&conn->guard));
+    gateway_count_closed(conn->gw, label);
+    nghttp2_session_terminate_session(conn->session, gateway_guard_goaway_code(verdict));
+    gateway_conn_rearm(conn);   /* now the linger deadline */
+    gateway_schedule(conn);
+    return 1;
 }
 
-/* Arms the connection's timer for the nearer of its idle and header deadlines. */
+/* Arms the connection's timer for the guard's next deadline. */
 static void gateway_conn_rearm(gateway_conn *conn)
 {
-    gateway *gw = conn->gw;
     uint64_t now = gateway_now_ms();
-    uint64_t due = 0;
+    uint64_t due = gateway_guard_next_deadline(&conn->guard);
     if (conn->closing)
-        return;
-    if (conn->streams != NULL)
-        conn->idle_since_ms = 0;
-    else if (conn->idle_since_ms == 0)
-        conn->idle_since_ms = now;
-    if (conn->idle_since_ms && gw->idle_timeout_ms)
-        due = conn->idle_since_ms + gw->idle_timeout_ms;
-    if (conn->headers_since_ms && gw->header_timeout_ms) {
-        uint64_t headers_due = conn->headers_since_ms + gw->header_timeout_ms;
-        if (due == 0 || headers_due < due)
-            due = headers_due;
-    }
-    if (due == 0) {
+        return;     /* conn->timer is the linger's now */
+    if (due == UINT64_MAX) {
         if (conn->timer)
             evtimer_del(conn->timer);
         return;
     }
     if (conn->timer == NULL &&
-        (conn->timer = evtimer_new(gw->daemon->base, gateway_conn_on_timer, conn)) == NULL)
+        (conn->timer = evtimer_new(conn->gw->daemon->base, gateway_conn_on_timer, conn)) == NULL)
         return;
     uint64_t wait = due > now ? due - now : 0;
     struct timeval after = {(time_t)(wait / 1000u), (suseconds_t)(wait % 1000u) * 1000};
@@ -1057,39 +1067,18 @@ static void gateway_conn_on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gateway_conn *conn = arg;
-    gateway *gw = conn->gw;
-    uint64_t now = gateway_now_ms();
     if (conn->closing) {
         gateway_conn_free(conn);    /* the client never closed its side */
         return;
     }
-    if (conn->headers_since_ms && gw->header_timeout_ms &&
-        now >= conn->headers_since_ms + gw->header_timeout_ms) {
-        log_msg(SP_LOG_INFO, "gateway",
-                "%s: request headers not complete within %llums (gateway.header_timeout): "
-                "connection closed",
-                conn->peer, (unsigned long long)gw->header_timeout_ms);
-        gateway_conn_end(conn, NGHTTP2_ENHANCE_YOUR_CALM, "header_timeout");
-    } else if (conn->idle_since_ms && gw->idle_timeout_ms &&
-               now >= conn->idle_since_ms + gw->idle_timeout_ms) {
-        log_msg(SP_LOG_DEBUG, "gateway", "%s: no stream for %llums (gateway.idle_timeout): GOAWAY",
-                conn->peer, (unsigned long long)gw->idle_timeout_ms);
-        gateway_conn_end(conn, NGHTTP2_NO_ERROR, "idle");
-    } else {
-        gateway_conn_rearm(conn);
+    gateway_guard_verdict verdict = gateway_guard_check_timeouts(&conn->guard, gateway_now_ms());
+    if (verdict == GATEWAY_GUARD_HANG_UP) {
+        log_msg(SP_LOG_INFO, "gateway", "%s: %s: connection closed", conn->peer,
+                gateway_guard_reason(&conn->guard));
+        gateway_conn_free(conn);
+    } else if (!gateway_conn_judge(conn, verdict)) {
+        gateway_conn_rearm(conn);   /* woke early: the deadline moved */
     }
-}
-
-/* A request's HEADERS began (1) or completed / went away (0). */
-static void gateway_conn_headers(gateway_conn *conn, int began)
-{
-    if (began) {
-        if (conn->headers_pending++ == 0)
-            conn->headers_since_ms = gateway_now_ms();
-    } else if (conn->headers_pending > 0 && --conn->headers_pending == 0) {
-        conn->headers_since_ms = 0;
-    }
-    gateway_conn_rearm(conn);
 }
 
 /*
@@ -1183,6 +1172,10 @@ static nghttp2_session *gateway_session_new(gateway_conn *conn, uint32_t max_str
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, gateway_on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, gateway_on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, gateway_on_stream_close);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks,
+                                                                 gateway_on_invalid_frame);
+    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks, gateway_on_invalid_header);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, gateway_on_frame_send);
     nghttp2_option_set_no_auto_window_update(option, 1);
     nghttp2_option_set_max_settings(option, 32);
     if (nghttp2_session_server_new2(&session, callbacks, conn, option) != 0) {
@@ -1268,7 +1261,8 @@ static void gateway_on_accept(struct evconnlistener *listener, evutil_socket_t f
         gw->conns->prev = conn;
     gw->conns = conn;
     metrics_add(gw->connections, 1);
-    gateway_conn_rearm(conn);       /* the idle deadline runs until the first request */
+    gateway_guard_init(&conn->guard, &gw->guard_limits, gateway_now_ms());
+    gateway_conn_rearm(conn);       /* the header deadline runs until the client's SETTINGS */
     bufferevent_setcb(conn->bev, gateway_conn_on_read, gateway_conn_on_write,
                       gateway_conn_on_event, conn);
     bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
@@ -1555,8 +1549,12 @@ int gateway_configure(gateway *gw, const config *cfg, diag_list *problems)
     gateway_tls_context_free(gw->tls_context);  /* open TLS connections hold their own ref */
     gw->session_timeout_ms = cfg->gateway_session_timeout_ms;
     gw->max_message_bytes = cfg->gateway_max_message_bytes;
-    gw->idle_timeout_ms = cfg->gateway_idle_timeout_ms;
-    gw->header_timeout_ms = cfg->gateway_header_timeout_ms;
+    gw->guard_limits.idle_timeout_ms = cfg->gateway_idle_timeout_ms;
+    gw->guard_limits.header_timeout_ms = cfg->gateway_header_timeout_ms;
+    /* a client may cancel every open stream at once, twice a second */
+    gw->guard_limits.rst_stream = cfg->gateway_max_concurrent_streams > 100
+                                      ? (uint32_t)cfg->gateway_max_concurrent_streams * 2
+                                      : 200;
     gw->tls_context = tls_context;
     gw->max_concurrent_streams = (uint32_t)cfg->gateway_max_concurrent_streams;
     gw->user_id_policy = cfg->gateway_user_id_policy;
@@ -1578,6 +1576,7 @@ gateway *gateway_new(struct daemon_state *daemon)
     gw->housekeeping = event_new(daemon->base, -1, EV_PERSIST, gateway_on_housekeeping, gw);
     gw->session_timeout_ms = UINT64_C(60) * 60u * 1000u;
     gw->max_message_bytes = UINT64_C(128) * 1024u * 1024u;
+    gateway_guard_limits_default(&gw->guard_limits);
     gw->connections = metrics_register(SP_METRIC_GAUGE, "sparkplane_gateway_connections",
                                        "Open client connections to the gateway", "");
     gw->upstream_connect_seconds = metrics_register(

@@ -25,6 +25,7 @@ EXTRA_DIST += \
 	tests/integration/test_errors.py \
 	tests/integration/spark_connect.py \
 	tests/integration/test_gateway.py \
+	tests/integration/test_gateway_badinput.py \
 	tests/integration/test_gateway_h2spec.py \
 	tests/integration/test_gateway_tls.py \
 	tests/integration/test_jobs_api.py \
