@@ -46,6 +46,7 @@
  */
 #include "gateway.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
@@ -82,6 +83,7 @@
 #define GATEWAY_RELEASE_SESSION_PATH GATEWAY_SERVICE_PREFIX "ReleaseSession"
 #define GATEWAY_HOUSEKEEPING_MS 1000u   /* session expiry, driver probes, gauges */
 #define GATEWAY_LINGER_MS 2000u         /* how long a closing connection waits for the FIN */
+#define GATEWAY_AUTH_REUSE_MS 1000u     /* a connection's last good credentials, reused this long */
 
 typedef struct gateway_conn gateway_conn;
 typedef struct gateway_stream gateway_stream;
@@ -139,6 +141,11 @@ struct gateway_conn {
     struct event *timer;                /* the guard's next deadline, then the linger */
     gateway_guard guard;                /* abuse budgets, idle and header timeouts */
     int closing;                        /* session over, half-closed, waiting for the FIN */
+    struct event *read_event;           /* h2c: our own large reads (h2_io_receive_socket) */
+    char *auth_header;                  /* the last authorization that passed the auth chain, */
+    sp_principal auth_principal;        /* whom it named, */
+    uint64_t auth_until_ms;             /* until when it is reused, */
+    unsigned auth_generation;           /* and under which configuration */
 };
 
 struct gateway {
@@ -161,6 +168,7 @@ struct gateway {
     sp_metric *connections;
     sp_metric *upstream_connect_seconds;
     gateway_metrics *metrics;           /* per-cluster series */
+    unsigned auth_generation;           /* bumped by every configure: cached credentials go */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -218,14 +226,20 @@ static nghttp2_nv gateway_nv(const char *name, const char *value)
     return nv;
 }
 
-/* Headers that describe one hop, not the request; the client's credentials stay here. */
-static int gateway_is_local_header(const char *name)
+/* Headers that describe one hop, not the request; the client's credentials stay here.
+ * Pseudo-headers are never local; lengths are compared first (this runs for every header). */
+static int gateway_is_local_header(const nghttp2_nv *nv)
 {
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "upgrade", "host",
-                                        "authorization", "x-sparkplane-cluster-id", NULL};
-    for (size_t i = 0; names[i]; i++) {
-        if (strcmp(name, names[i]) == 0)
+    static const struct {
+        const char *name;
+        size_t length;
+    } names[] = {{"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16},
+                 {"transfer-encoding", 17}, {"upgrade", 7}, {"host", 4},
+                 {"authorization", 13}, {"x-sparkplane-cluster-id", 23}};
+    if (nv->namelen == 0 || nv->name[0] == ':')
+        return 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (nv->namelen == names[i].length && memcmp(nv->name, names[i].name, nv->namelen) == 0)
             return 1;
     }
     return 0;
@@ -376,7 +390,7 @@ static void gateway_up_headers(void *arg, const nghttp2_nv *nva, size_t nvlen, i
         nghttp2_nv *copy = calloc(nvlen ? nvlen : 1, sizeof(*copy));
         size_t count = 0;
         for (size_t i = 0; copy && i < nvlen; i++) {
-            if (!gateway_is_local_header((const char *)nva[i].name))
+            if (!gateway_is_local_header(&nva[i]))
                 copy[count++] = nva[i];
         }
         stream->response_started = 1;
@@ -491,22 +505,42 @@ static ssize_t gateway_send_response(nghttp2_session *session, int32_t stream_id
 
 static void gateway_refuse_request(gateway_stream *stream, int grpc_status, const char *message);
 
+/*
+ * The caller, through the auth chain.  A client sends the same authorization on every call of
+ * a connection, so the last one that passed is reused for GATEWAY_AUTH_REUSE_MS (and never
+ * across a reload): a revoked token stops working on an open connection within a second.
+ */
 static int gateway_authenticate(gateway_stream *stream, sp_principal *principal, char *err,
                                 size_t err_size)
 {
-    daemon_state *daemon = stream->conn->gw->daemon;
+    gateway_conn *conn = stream->conn;
+    daemon_state *daemon = conn->gw->daemon;
+    const char *authorization = gateway_headers_get(&stream->request_headers, "authorization");
+    uint64_t now = gateway_now_ms();
+    if (authorization && conn->auth_header && now < conn->auth_until_ms &&
+        conn->auth_generation == conn->gw->auth_generation &&
+        strcmp(authorization, conn->auth_header) == 0) {
+        *principal = conn->auth_principal;
+        return SP_OK;
+    }
     sp_auth_request request = {
         .size = sizeof(request),
         .transport = SP_AUTH_GATEWAY,
-        .authorization = gateway_headers_get(&stream->request_headers, "authorization"),
-        .peer_address = stream->conn->peer,
+        .authorization = authorization,
+        .peer_address = conn->peer,
         .client_cert_pem = NULL,
     };
     memset(principal, 0, sizeof(*principal));
     principal->size = sizeof(*principal);
-    return auth_chain_authenticate(daemon->plugins, daemon->cfg->auth_chain,
-                                   daemon->cfg->auth_chain_count, &request, principal, err,
-                                   err_size);
+    int rc = auth_chain_authenticate(daemon->plugins, daemon->cfg->auth_chain,
+                                     daemon->cfg->auth_chain_count, &request, principal, err,
+                                     err_size);
+    free(conn->auth_header);
+    conn->auth_header = rc == SP_OK && authorization ? strdup(authorization) : NULL;
+    conn->auth_principal = *principal;
+    conn->auth_until_ms = now + GATEWAY_AUTH_REUSE_MS;
+    conn->auth_generation = conn->gw->auth_generation;
+    return rc;
 }
 
 /* The request headers as they go upstream. */
@@ -520,7 +554,7 @@ static nghttp2_nv *gateway_upstream_headers(const gateway_stream *stream, const 
         return NULL;
     for (size_t i = 0; i < in->count; i++) {
         const char *name = (const char *)in->nv[i].name;
-        if (gateway_is_local_header(name))
+        if (gateway_is_local_header(&in->nv[i]))
             continue;
         out[n] = in->nv[i];
         if (strcmp(name, ":authority") == 0)
@@ -1004,6 +1038,9 @@ static void gateway_conn_free(gateway_conn *conn)
     metrics_add(gw->connections, -1);
     if (conn->timer)
         event_free(conn->timer);
+    free(conn->auth_header);
+    if (conn->read_event)
+        event_free(conn->read_event);
     event_free(conn->flush_event);
     bufferevent_free(conn->bev);
     nghttp2_session_del(conn->session);
@@ -1137,6 +1174,22 @@ static void gateway_conn_on_read(struct bufferevent *bev, void *arg)
     gateway_conn_settle(conn);
 }
 
+/* An h2c socket is readable (TLS connections read through their bufferevent). */
+static void gateway_conn_on_socket_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    gateway_conn *conn = arg;
+    int rc = h2_io_receive_socket(conn->closing ? NULL : conn->session, fd);
+    if (rc == 0 && !conn->closing) {
+        gateway_conn_settle(conn);
+    } else if (rc != 0) {
+        if (rc != H2_IO_EOF)
+            log_msg(SP_LOG_DEBUG, "gateway", "%s: %s", conn->peer,
+                    rc == H2_IO_ERROR ? strerror(errno) : nghttp2_strerror(rc));
+        gateway_conn_free(conn);    /* EOF, error, or a fatal protocol error */
+    }
+}
+
 static void gateway_conn_on_write(struct bufferevent *bev, void *arg)
 {
     (void)bev;
@@ -1265,7 +1318,17 @@ static void gateway_on_accept(struct evconnlistener *listener, evutil_socket_t f
     gateway_conn_rearm(conn);       /* the header deadline runs until the client's SETTINGS */
     bufferevent_setcb(conn->bev, gateway_conn_on_read, gateway_conn_on_write,
                       gateway_conn_on_event, conn);
-    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    if (gateway_tls_is_tls(conn->bev)) {
+        bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    } else {
+        conn->read_event = event_new(gw->daemon->base, fd, EV_READ | EV_PERSIST,
+                                     gateway_conn_on_socket_read, conn);
+        bufferevent_enable(conn->bev, EV_WRITE);
+        if (conn->read_event == NULL || event_add(conn->read_event, NULL) != 0) {
+            gateway_conn_free(conn);
+            return;
+        }
+    }
     gateway_conn_settle(conn);      /* our SETTINGS go out first (on TLS: after the handshake) */
 }
 
@@ -1549,6 +1612,7 @@ int gateway_configure(gateway *gw, const config *cfg, diag_list *problems)
     gateway_tls_context_free(gw->tls_context);  /* open TLS connections hold their own ref */
     gw->session_timeout_ms = cfg->gateway_session_timeout_ms;
     gw->max_message_bytes = cfg->gateway_max_message_bytes;
+    gw->auth_generation++;
     gw->guard_limits.idle_timeout_ms = cfg->gateway_idle_timeout_ms;
     gw->guard_limits.header_timeout_ms = cfg->gateway_header_timeout_ms;
     /* a client may cancel every open stream at once, twice a second */

@@ -64,6 +64,7 @@ struct upstream_conn {
     struct event *flush_event;
     int usable;                         /* accepts new streams (no GOAWAY, no error) */
     int connected;                      /* the TCP connect completed */
+    struct event *read_event;           /* once connected: large reads (h2_io_receive_socket) */
     struct timeval connect_started;
     gateway_upstream_stream *streams;
 };
@@ -92,13 +93,10 @@ int gateway_headers_add(gateway_headers *list, const uint8_t *name, size_t namel
         list->capacity = capacity;
     }
     nghttp2_nv *nv = &list->nv[list->count];
-    nv->name = malloc(namelen + 1);
-    nv->value = malloc(valuelen + 1);
-    if (nv->name == NULL || nv->value == NULL) {
-        free(nv->name);
-        free(nv->value);
+    nv->name = malloc(namelen + valuelen + 2);      /* name and value in one block */
+    if (nv->name == NULL)
         return -1;
-    }
+    nv->value = nv->name + namelen + 1;
     memcpy(nv->name, name, namelen);
     nv->name[namelen] = '\0';
     memcpy(nv->value, value, valuelen);
@@ -122,10 +120,8 @@ const char *gateway_headers_get(const gateway_headers *list, const char *name)
 
 void gateway_headers_clear(gateway_headers *list)
 {
-    for (size_t i = 0; i < list->count; i++) {
-        free(list->nv[i].name);
-        free(list->nv[i].value);
-    }
+    for (size_t i = 0; i < list->count; i++)
+        free(list->nv[i].name);     /* the value lives in the same block */
     list->count = 0;
     list->bytes = 0;
 }
@@ -191,6 +187,8 @@ static void upstream_conn_free(upstream_conn *conn, const char *why)
     }
     if (conn->flush_event)
         event_free(conn->flush_event);
+    if (conn->read_event)
+        event_free(conn->read_event);
     if (conn->bev)
         bufferevent_free(conn->bev);
     nghttp2_session_del(conn->session);
@@ -237,6 +235,28 @@ static void upstream_on_read(struct bufferevent *bev, void *arg)
     upstream_conn_settle(conn);
 }
 
+static void upstream_on_socket_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    upstream_conn *conn = arg;
+    char why[512];
+    int rc = h2_io_receive_socket(conn->session, fd);
+    if (rc == 0) {
+        upstream_conn_settle(conn);
+        return;
+    }
+    if (rc == H2_IO_EOF)
+        snprintf(why, sizeof(why), "upstream %s closed the connection", conn->endpoint);
+    else if (rc == H2_IO_ERROR)
+        snprintf(why, sizeof(why), "upstream %s: %s", conn->endpoint, strerror(errno));
+    else
+        snprintf(why, sizeof(why), "upstream %s: HTTP/2 protocol error: %s", conn->endpoint,
+                 nghttp2_strerror(rc));
+    if (conn->pool->health)     /* a probe tells soon enough if the server is fine */
+        conn->pool->health(conn->pool->health_arg, conn->endpoint, 0, 0.0, why);
+    upstream_conn_free(conn, why);
+}
+
 static void upstream_on_write(struct bufferevent *bev, void *arg)
 {
     (void)bev;
@@ -252,6 +272,14 @@ static void upstream_on_event(struct bufferevent *bev, short events, void *arg)
         struct timeval now, took;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         conn->connected = 1;
+        /* From now on the socket is read in large chunks by upstream_on_socket_read. */
+        bufferevent_disable(bev, EV_READ);
+        conn->read_event = event_new(conn->pool->base, bufferevent_getfd(bev),
+                                     EV_READ | EV_PERSIST, upstream_on_socket_read, conn);
+        if (conn->read_event == NULL || event_add(conn->read_event, NULL) != 0) {
+            upstream_conn_free(conn, "gateway out of memory");
+            return;
+        }
         event_base_gettimeofday_cached(conn->pool->base, &now);
         evutil_timersub(&now, &conn->connect_started, &took);
         if (conn->pool->health)

@@ -8,7 +8,35 @@
  */
 #include "h2_io.h"
 
+#include <errno.h>
+#include <sys/socket.h>
+
 #define H2_IO_CHUNKS 16
+#define H2_IO_READ_BYTES (256u * 1024u)   /* one recv() */
+#define H2_IO_READS_PER_CALL 8
+
+int h2_io_receive_socket(nghttp2_session *session, int fd)
+{
+    static uint8_t buffer[H2_IO_READ_BYTES];    /* single-threaded: one loop uses it */
+    for (int reads = 0; reads < H2_IO_READS_PER_CALL; reads++) {
+        ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+        if (n == 0)
+            return H2_IO_EOF;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : H2_IO_ERROR;
+        }
+        if (session != NULL) {
+            ssize_t used = nghttp2_session_mem_recv(session, buffer, (size_t)n);
+            if (used < 0)
+                return (int)used;
+        }
+        if ((size_t)n < sizeof(buffer))
+            return 0;       /* the socket is drained */
+    }
+    return 0;
+}
 
 int h2_io_receive(nghttp2_session *session, struct evbuffer *in)
 {

@@ -13,6 +13,18 @@
 int h2_io_receive(nghttp2_session *session, struct evbuffer *in);
 
 /*
+ * Reads a plain socket straight into the session (session NULL: reads and discards), in
+ * large chunks, until it would block or after a few chunks (so one busy peer cannot hold
+ * the loop).  libevent 2.1's bufferevents read at most 4 KiB per wakeup, which costs a
+ * read, an ioctl and an epoll_wait per 4 KiB of a large transfer.  Returns 0 (read what
+ * there was; call again on the next EV_READ), H2_IO_EOF when the peer closed, H2_IO_ERROR
+ * for a socket error (errno set), or nghttp2's negative error.
+ */
+#define H2_IO_EOF 1
+#define H2_IO_ERROR (-1000)
+int h2_io_receive_socket(nghttp2_session *session, int fd);
+
+/*
  * Frames what the session wants to send into `out` while `out` holds less
  * than `high_water` bytes (so a slow socket stops framing, not memory).
  * Returns 0 while the connection is alive, 1 when the session is done
