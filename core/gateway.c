@@ -1142,7 +1142,8 @@ static void gateway_conn_settle(gateway_conn *conn)
 {
     if (conn->closing)
         return;
-    int rc = h2_io_send(conn->session, bufferevent_get_output(conn->bev), GATEWAY_OUTPUT_HIGH);
+    int rc = h2_io_send_now(conn->session, bufferevent_get_output(conn->bev), GATEWAY_OUTPUT_HIGH,
+                            conn->read_event ? (int)bufferevent_getfd(conn->bev) : -1);
     if (rc < 0) {
         log_msg(SP_LOG_DEBUG, "gateway", "%s: %s", conn->peer, nghttp2_strerror(rc));
         gateway_conn_free(conn);

@@ -199,7 +199,8 @@ static void upstream_conn_free(upstream_conn *conn, const char *why)
 /* Frames what nghttp2 has to send.  -1 on a session error, 1 when the session is over. */
 static int upstream_conn_flush(upstream_conn *conn)
 {
-    return h2_io_send(conn->session, bufferevent_get_output(conn->bev), UPSTREAM_OUTPUT_HIGH);
+    return h2_io_send_now(conn->session, bufferevent_get_output(conn->bev), UPSTREAM_OUTPUT_HIGH,
+                          conn->read_event ? (int)bufferevent_getfd(conn->bev) : -1);
 }
 
 /* After any I/O at the top of the loop: send, or end the connection. */

@@ -14,6 +14,7 @@
 #define H2_IO_CHUNKS 16
 #define H2_IO_READ_BYTES (256u * 1024u)   /* one recv() */
 #define H2_IO_READS_PER_CALL 8
+#define H2_IO_WRITE_PASSES 4                /* frame-and-write rounds per h2_io_send_now */
 
 int h2_io_receive_socket(nghttp2_session *session, int fd)
 {
@@ -71,6 +72,17 @@ int h2_io_send(nghttp2_session *session, struct evbuffer *out, size_t high_water
         evbuffer_get_length(out) == 0)
         return 1;
     return 0;
+}
+
+int h2_io_send_now(nghttp2_session *session, struct evbuffer *out, size_t high_water, int fd)
+{
+    for (int pass = 0;; pass++) {
+        int rc = h2_io_send(session, out, high_water);
+        if (rc != 0 || fd < 0 || pass == H2_IO_WRITE_PASSES || evbuffer_get_length(out) == 0)
+            return rc;
+        if (evbuffer_write(out, fd) <= 0 || evbuffer_get_length(out) > 0)
+            return 0;       /* the socket is full (or failed): the bufferevent goes on */
+    }
 }
 
 int h2_io_submit_settings(nghttp2_session *session, const nghttp2_settings_entry *extra,

@@ -33,6 +33,14 @@ int h2_io_receive_socket(nghttp2_session *session, int fd);
 int h2_io_send(nghttp2_session *session, struct evbuffer *out, size_t high_water);
 
 /*
+ * h2_io_send, then - for a connected plain socket `fd` (-1: none) - writes `out` to it at
+ * once, framing more while the socket takes everything.  A bufferevent would write only on
+ * the next loop pass, after an epoll round trip: one per hop of every request.  What the
+ * socket does not take stays in `out` for the bufferevent.  Same results as h2_io_send.
+ */
+int h2_io_send_now(nghttp2_session *session, struct evbuffer *out, size_t high_water, int fd);
+
+/*
  * Sends our SETTINGS (stream window and header list size, plus `extra`,
  * which may be NULL) and opens the connection window to
  * `connection_window`.  0, or nghttp2's negative error.
