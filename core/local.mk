@@ -60,7 +60,8 @@ core_libsparkplane_core_la_SOURCES += \
 
 # Spark Connect gateway: listeners, HTTP/2 sessions both ways, proxying.
 core_libsparkplane_core_la_SOURCES += \
-	core/gateway.c core/gateway.h \
+	core/gateway.c core/gateway.h core/gateway_internal.h \
+	core/gateway_stream.c \
 	core/gateway_metrics.c core/gateway_metrics.h \
 	core/gateway_upstream.c core/gateway_upstream.h \
 	core/h2_io.c core/h2_io.h
