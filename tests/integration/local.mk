@@ -27,6 +27,7 @@ EXTRA_DIST += \
 	tests/integration/test_gateway.py \
 	tests/integration/test_gateway_badinput.py \
 	tests/integration/test_gateway_h2spec.py \
+	tests/integration/test_gateway_spark.py \
 	tests/integration/test_gateway_streams.py \
 	tests/integration/test_gateway_tls.py \
 	tests/integration/test_jobs_api.py \

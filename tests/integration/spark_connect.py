@@ -25,6 +25,7 @@ SPARKPLANE_REQUIRE_INTEGRATION=1 (then they fail).
 import contextlib
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -78,7 +79,7 @@ class SparkConnectServer:
         self.conf = dict(conf or {})
         self.port = helpers.free_port()
         self.token = token or new_server_token()
-        self.log_path = os.path.join(self.workdir, "server.log")
+        self.log_path = pathlib.Path(self.workdir) / "server.log"
         self.process = None
         self._log_file = None
 

@@ -19,82 +19,24 @@ unless SPARKPLANE_REQUIRE_INTEGRATION=1.
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 
 import helpers
+import spark_connect
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = os.path.join(HERE, "spark_apps", "gateway_client.py")
-SPARK_START_TIMEOUT = 180.0
 CLIENT_TIMEOUT = 300.0
-
-
-def skip_or_fail(message):
-    if os.environ.get("SPARKPLANE_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(message + " (SPARKPLANE_REQUIRE_INTEGRATION=1, so this fails)", pytrace=False)
-    pytest.skip(message)
-
-
-def spark_home():
-    """The pyspark package folder of this Python, after checking the client's needs."""
-    if shutil.which("java") is None:
-        skip_or_fail("java is not installed")
-    try:
-        import grpc  # noqa: F401
-        import pandas  # noqa: F401
-        import pyarrow  # noqa: F401
-        import pyspark
-    except ImportError as error:
-        skip_or_fail(f"the Spark Connect client needs {error.name}")
-    home = os.path.dirname(pyspark.__file__)
-    jars = os.path.join(home, "jars")
-    if not any(name.startswith("spark-connect_") for name in os.listdir(jars)):
-        skip_or_fail(f"no spark-connect jar in {jars}")
-    return home
 
 
 @pytest.fixture(scope="module")
 def spark_server(tmp_path_factory):
     """A Spark Connect server: (port, its token, its log file)."""
-    home = spark_home()
-    workdir = tmp_path_factory.mktemp("spark-connect")
-    port = helpers.free_port()
-    token = "spark-server-" + helpers.secrets.token_hex(8)
-    log = open(workdir / "server.log", "wb")
-    env = dict(os.environ, SPARK_HOME=home, SPARK_LOCAL_IP="127.0.0.1")
-    process = subprocess.Popen(
-        [os.path.join(home, "bin", "spark-submit"),
-         "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
-         "--driver-memory", "512m",
-         "--conf", f"spark.connect.grpc.binding.port={port}",
-         "--conf", f"spark.connect.authenticate.token={token}",
-         "--conf", "spark.ui.enabled=false",
-         "--conf", "spark.sql.shuffle.partitions=2",
-         "spark-internal"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=str(workdir),
-        start_new_session=True)
-    try:
-        def up():
-            if process.poll() is not None:
-                raise AssertionError(f"Spark Connect server exited {process.returncode}: "
-                                     + (workdir / "server.log").read_text()[-3000:])
-            return helpers.port_accepts(port)
-        helpers.wait_until(up, SPARK_START_TIMEOUT, interval=0.5, what="the Spark Connect port")
-        yield port, token, workdir / "server.log"
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
+    with spark_connect.running_server(tmp_path_factory) as server:
+        yield server.port, server.token, server.log_path
 
 
 def clusters_yaml(spark_port, spark_token, extra=()):

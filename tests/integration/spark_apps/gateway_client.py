@@ -16,8 +16,8 @@ Modes of test_gateway_spark.py (each result carries the session ids it used):
     python gateway_client.py collect URL ROWS   toPandas of ROWS rows of 136 bytes (an id and
                                            two SHA-256 hex strings): the client's checksum of what
                                            arrived and Spark's own checksum of the same rows
-    python gateway_client.py interrupt URL  a query that would run for hours, interrupted by
-                                           interruptAll from another thread; then one more query
+    python gateway_client.py interrupt URL  a query that sleeps 90 s on the server, interrupted
+                                           by interruptAll from another thread; then one more query
     python gateway_client.py two_sessions URL   two concurrent sessions of one user, each with
                                            its own temp view of the same name
     python gateway_client.py affinity URL  two sessions, one after the other, then queries of
@@ -25,7 +25,9 @@ Modes of test_gateway_spark.py (each result carries the session ids it used):
     python gateway_client.py failover URL  one query, prints {"phase": "ready", ...}, waits for a
                                            line on stdin (the test kills the driver meanwhile),
                                            queries the old session (few retries), then a new one
-    python gateway_client.py idle URL SECONDS   one query, SECONDS of silence, one more query
+    python gateway_client.py idle URL      one query, prints {"phase": "idle", ...}, stays silent
+                                           until a line on stdin (the test waits for the gateway
+                                           to close the idle connection), then one more query
 
 Prints one JSON document on stdout.  A separate process keeps pyspark's
 global session state and gRPC threads out of pytest.
@@ -116,9 +118,24 @@ def raw_call(port, token, cluster, body_hex=""):
 
 # ---- the modes of test_gateway_spark.py ------------------------------------------------------
 
+def grpc_details_of(error):
+    """The status message the server (or gateway) sent, from the gRPC error inside error."""
+    cause = error
+    while cause is not None:
+        details = getattr(cause, "details", None)
+        if callable(details):
+            try:
+                return details() or ""
+            except Exception:   # not a grpc.RpcError after all
+                pass
+        cause = cause.__cause__ or cause.__context__
+    return ""
+
+
 def error_report(error):
+    """The gRPC status, the status message and pyspark's own text of a failed call."""
     return {"status": grpc_status_of(error), "type": type(error).__name__,
-            "message": str(error)[:1000]}
+            "details": grpc_details_of(error)[:1000], "message": str(error)[:1000]}
 
 
 def run_frames(url):
@@ -176,14 +193,18 @@ def run_collect(url, rows):
         spark.stop()
 
 
+LONG_QUERY_MS = 90000
+
+
 def run_interrupt(url):
     spark = SparkSession.builder.remote(url).create()
     outcome = {}
 
     def long_query():
         started = time.monotonic()
-        try:   # ~10^12 rows: hours on two cores
-            outcome["result"] = spark.range(10 ** 12).selectExpr("sum(hash(id))").collect()
+        try:   # one task that sleeps 90 s in the JVM: bounded even if no interrupt arrives
+            outcome["result"] = spark.range(1).selectExpr(
+                f"reflect('java.lang.Thread', 'sleep', {LONG_QUERY_MS}L) AS slept").collect()
         except Exception as error:  # the interruption is what this mode is about
             outcome["error"] = error_report(error)
         outcome["ended"] = time.monotonic()
@@ -194,8 +215,10 @@ def run_interrupt(url):
         worker = threading.Thread(target=long_query)
         worker.start()
         interrupted, deadline = [], time.monotonic() + 120
-        while not interrupted and worker.is_alive() and time.monotonic() < deadline:
+        while worker.is_alive() and time.monotonic() < deadline:
             interrupted = spark.interruptAll()   # [] until the query is registered
+            if interrupted:
+                break
             time.sleep(0.2)
         interrupt_at = time.monotonic()
         worker.join(timeout=120)
@@ -279,6 +302,7 @@ def run_failover(url):
     except Exception as error:  # UNAVAILABLE is the point
         result["old_after_kill"] = error_report(error)
     new = SparkSession.builder.remote(url).create()
+    few_retries(new)
     try:
         result["new_session_id"] = new.session_id
         result["new_count"] = new.range(8).count()
@@ -287,17 +311,17 @@ def run_failover(url):
     return result
 
 
-def run_idle(url, seconds):
+def run_idle(url):
     spark = SparkSession.builder.remote(url).create()
     try:
         before = spark.range(11).count()
-        time.sleep(seconds)    # the silence the gateway's idle timeout must survive
+        print(json.dumps({"phase": "idle", "session_id": spark.session_id}), flush=True)
+        sys.stdin.readline()    # silence until the test saw the gateway close the connection
         try:
             after = {"status": "OK", "count": spark.range(12).count()}
         except Exception as error:
             after = error_report(error)
-        return {"session_id": spark.session_id, "before": before, "after": after,
-                "server_side_session_id": spark.client._server_session_id}
+        return {"session_id": spark.session_id, "before": before, "after": after}
     finally:
         spark.stop()
 
@@ -309,7 +333,7 @@ MODES = {"raw": lambda args: raw_call(*args), "big": lambda args: run_big(args[0
          "two_sessions": lambda args: run_two_sessions(args[0]),
          "affinity": lambda args: run_affinity(args[0]),
          "failover": lambda args: run_failover(args[0]),
-         "idle": lambda args: run_idle(args[0], float(args[1]))}
+         "idle": lambda args: run_idle(args[0])}
 
 
 def main():
