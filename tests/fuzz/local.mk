@@ -38,14 +38,17 @@ if ENABLE_FUZZ
 FUZZER_COMPILE_FLAGS = $(AM_CFLAGS) $(YAML_CFLAGS) -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined
 FUZZER_LINK_FLAGS = -fsanitize=fuzzer,address,undefined
+# config.c checks gateway.tls certificate/key files with gateway_tls.c (OpenSSL).
 fuzz_config_sources = core/config.c core/yaml_tree.c core/units.c core/diag.c core/log.c \
-	core/plugin_options.c core/gateway_route.c core/cluster_registry.c
+	core/plugin_options.c core/gateway_route.c core/cluster_registry.c core/gateway_tls.c
 check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units tests/fuzz/fuzz_job_spec
 
 tests_fuzz_fuzz_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c $(fuzz_config_sources)
-tests_fuzz_fuzz_yaml_config_CFLAGS = $(FUZZER_COMPILE_FLAGS)
+tests_fuzz_fuzz_yaml_config_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(LIBEVENT_OPENSSL_CFLAGS) \
+	$(OPENSSL_CFLAGS)
 tests_fuzz_fuzz_yaml_config_LDFLAGS = $(FUZZER_LINK_FLAGS)
-tests_fuzz_fuzz_yaml_config_LDADD = $(YAML_LIBS)
+tests_fuzz_fuzz_yaml_config_LDADD = $(YAML_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(LIBEVENT_LIBS) \
+	$(OPENSSL_LIBS)
 
 tests_fuzz_fuzz_units_SOURCES = tests/fuzz/fuzz_units.c core/units.c
 tests_fuzz_fuzz_units_CFLAGS = $(FUZZER_COMPILE_FLAGS)
@@ -75,4 +78,19 @@ tests_fuzz_fuzz_spark_connect_prefix_CFLAGS = $(FUZZER_COMPILE_FLAGS) -I$(top_bu
 tests_fuzz_fuzz_spark_connect_prefix_LDFLAGS = $(FUZZER_LINK_FLAGS)
 tests_fuzz_fuzz_spark_connect_prefix_LDADD = $(PROTOBUF_C_LIBS) $(ZLIB_LIBS)
 $(tests_fuzz_fuzz_spark_connect_prefix_OBJECTS): $(proto_generated)
+endif
+
+# The gateway's gRPC framing meter and abuse budgets (core/gateway_guard.c, pure logic).
+fuzz_replays += tests/fuzz/replay_gateway_guard
+tests_fuzz_replay_gateway_guard_SOURCES = tests/fuzz/fuzz_gateway_guard.c tests/fuzz/replay_main.c
+tests_fuzz_replay_gateway_guard_CFLAGS = $(REPLAY_COMPILE_FLAGS) \
+	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/gateway_guard"'
+tests_fuzz_replay_gateway_guard_LDADD = core/libsparkplane_core.la
+
+if ENABLE_FUZZ
+check_PROGRAMS += tests/fuzz/fuzz_gateway_guard
+tests_fuzz_fuzz_gateway_guard_SOURCES = tests/fuzz/fuzz_gateway_guard.c core/gateway_guard.c
+tests_fuzz_fuzz_gateway_guard_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(NGHTTP2_CFLAGS)
+tests_fuzz_fuzz_gateway_guard_LDFLAGS = $(FUZZER_LINK_FLAGS)
+tests_fuzz_fuzz_gateway_guard_LDADD = $(NGHTTP2_LIBS)
 endif
