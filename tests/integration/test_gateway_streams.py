@@ -217,24 +217,64 @@ def raw_call(port, headers, body, timeout):
     return answer, time.monotonic() - started
 
 
-def test_the_gateway_enforces_grpc_timeout(daemon_factory, fake_spark):
-    """A client's deadline holds even when the server would not answer in time: the gateway
-    answers DEADLINE_EXCEEDED and cancels the Spark server's call."""
-    spark_port, fake = fake_spark
-    daemon, port = start_gateway(daemon_factory, spark_port)
-    headers = [(":method", "POST"), (":scheme", "http"), (":authority", "localhost"),
-               (":path", SERVICE + "Interrupt"), ("content-type", "application/grpc"),
-               ("te", "trailers"), ("grpc-timeout", "700m"),
-               ("authorization", f"Bearer {daemon.token}"),
-               ("x-sparkplane-cluster-id", "fake-dev")]
-    answer, seconds = raw_call(port, headers, request(), timeout=15)
-    assert answer.get("grpc-status") == "4", answer
-    assert "grpc-timeout 700m" in answer.get("grpc-message", ""), answer
-    assert 0.6 < seconds < 5
-    assert fake.cancelled.wait(10), "the upstream call was not cancelled"
-    headers[-3] = ("grpc-timeout", "soon")
-    answer, _ = raw_call(port, headers, request(), timeout=15)
-    assert answer.get("grpc-status") == "3" and "grpc-timeout" in answer["grpc-message"]
+class SilentSpark:
+    """An HTTP/2 server that takes requests and never answers them (it records the resets it
+    gets), so only the gateway can end a call - a grpcio server would enforce grpc-timeout
+    itself and race the gateway."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.reset = threading.Event()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(sock,), daemon=True).start()
+
+    def handle(self, sock):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        with sock:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.StreamReset):
+                        self.reset.set()
+                sock.sendall(conn.data_to_send())
+
+    def close(self):
+        self.listener.close()
+
+
+def test_the_gateway_enforces_grpc_timeout(daemon_factory):
+    """A client's deadline holds even when the server does not answer at all: the gateway
+    answers DEADLINE_EXCEEDED and cancels the Spark server's stream."""
+    silent = SilentSpark()
+    try:
+        daemon, port = start_gateway(daemon_factory, silent.port)
+        headers = [(":method", "POST"), (":scheme", "http"), (":authority", "localhost"),
+                   (":path", SERVICE + "Interrupt"), ("content-type", "application/grpc"),
+                   ("te", "trailers"), ("grpc-timeout", "700m"),
+                   ("authorization", f"Bearer {daemon.token}"),
+                   ("x-sparkplane-cluster-id", "fake-dev")]
+        answer, seconds = raw_call(port, headers, request(), timeout=15)
+        assert answer.get("grpc-status") == "4", answer
+        assert "grpc-timeout 700m" in answer.get("grpc-message", ""), answer
+        assert 0.6 < seconds < 5
+        assert silent.reset.wait(10), "the upstream stream was not cancelled"
+        headers[6] = ("grpc-timeout", "soon")
+        answer, _ = raw_call(port, headers, request(), timeout=15)
+        assert answer.get("grpc-status") == "3" and "grpc-timeout" in answer["grpc-message"]
+    finally:
+        silent.close()
 
 
 def test_sigterm_lets_open_streams_finish(daemon_factory, fake_spark):
