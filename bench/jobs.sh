@@ -53,40 +53,21 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sparkplane-bench-jobs.XXXXXX")
 daemon_pid=""
 cleanup() {
-    if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
-        kill -TERM "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-    fi
+    bench_stop "$daemon_pid"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 find_daemon() {
-    if [ -x "$BUILD/core/sparkplaned" ]; then
-        DAEMON="$BUILD/core/sparkplaned"
-        AUTH_SO="$BUILD/plugins/auth_token/.libs/auth_token.so"
-        SIM_SO="$BUILD/plugins/backend_sim/.libs/backend_sim.so"
-    elif [ -x "$BUILD/sbin/sparkplaned" ]; then
-        DAEMON="$BUILD/sbin/sparkplaned"
-        AUTH_SO="$BUILD/lib/sparkplane/plugins/auth_token.so"
-        SIM_SO="$BUILD/lib/sparkplane/plugins/backend_sim.so"
-    else
-        die "no sparkplaned in $BUILD (build first, e.g. scripts/run.sh, or pass --build DIR)"
-    fi
-    [ -f "$AUTH_SO" ] || die "no $AUTH_SO"
-    [ -f "$SIM_SO" ] || die "no $SIM_SO (make plugins/backend_sim/backend_sim.la)"
-    if ldd "$DAEMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-        log "warning: $DAEMON is built with sanitizers; its numbers are not meaningful"
-    fi
+    bench_find_daemon auth_token backend_sim
+    AUTH_SO=$(bench_plugin auth_token)
+    SIM_SO=$(bench_plugin backend_sim)
     command -v wrk >/dev/null || die "wrk is missing (scripts/install-deps.sh --test)"
     command -v sqlite3 >/dev/null || die "sqlite3 is missing (apt-get install sqlite3)"
 }

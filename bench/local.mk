@@ -1,7 +1,7 @@
 # bench/local.mk - the benchmark scripts ship in the tarball; nothing is built.
 # bench/run.sh is run by hand or by scripts/test.sh, never by make check:
 # it measures, it does not assert.
-EXTRA_DIST += bench/run.sh bench/README.md
+EXTRA_DIST += bench/run.sh bench/common.sh bench/README.md
 # bench/jobs.sh - the jobs API (submits, reads, 1M-job store) on backend_sim.
 EXTRA_DIST += bench/jobs.sh bench/jobs.lua bench/jobs_list.lua bench/jobs_bulk.py
 # bench/gateway.sh - the Spark Connect gateway vs direct vs nghttpx; the upstream

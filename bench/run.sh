@@ -36,41 +36,21 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sparkplane-bench.XXXXXX")
 daemon_pid=""
 nginx_pid=""
 cleanup() {
-    local pid
-    for pid in "$daemon_pid" "$nginx_pid"; do
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
+    bench_stop "$daemon_pid" "$nginx_pid"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 find_daemon() {
-    if [ -x "$BUILD/core/sparkplaned" ]; then
-        DAEMON="$BUILD/core/sparkplaned"
-        PLUGIN_DIR="$BUILD/plugins/auth_token/.libs"
-    elif [ -x "$BUILD/sbin/sparkplaned" ]; then
-        DAEMON="$BUILD/sbin/sparkplaned"
-        PLUGIN_DIR="$BUILD/lib/sparkplane/plugins"
-    else
-        die "no sparkplaned in $BUILD (build first, e.g. scripts/run.sh, or pass --build DIR)"
-    fi
-    [ -f "$PLUGIN_DIR/auth_token.so" ] || die "no auth_token.so in $PLUGIN_DIR"
-    if ldd "$DAEMON" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-        log "warning: $DAEMON is built with sanitizers; its numbers are not meaningful"
-    fi
+    bench_find_daemon auth_token
+    PLUGIN_DIR=$(dirname "$(bench_plugin auth_token)")
     command -v wrk >/dev/null || die "wrk is missing (scripts/install-deps.sh --test)"
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
     [ -x "$NGINX" ] || die "nginx is missing (scripts/install-deps.sh --test)"
