@@ -309,3 +309,45 @@ def test_sigterm_lets_open_streams_finish(daemon_factory, fake_spark):
     assert outcome.get("status") == "OK", outcome
     assert received == [b"message %d" % i for i in range(6)]
     assert daemon.wait_exit() == 0
+
+
+def test_a_reload_leaves_open_streams_alone(daemon_factory, fake_spark):
+    """SIGHUP with a changed gateway config (new limits, a second cluster) applies to what
+    comes next; a stream open during the reload runs to its end on its connection."""
+    spark_port, _ = fake_spark
+    daemon, port = start_gateway(daemon_factory, spark_port)
+    received, first, outcome = [], threading.Event(), {}
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+
+    def consume():
+        execute = channel.unary_stream(SERVICE + "ExecutePlan")
+        try:
+            for message in execute(request(), timeout=60, metadata=call_metadata(
+                    daemon, **{"x-test-count": "6", "x-test-interval-ms": "300"})):
+                received.append(message)
+                first.set()
+            outcome["status"] = "OK"
+        except grpc.RpcError as error:
+            outcome["status"] = error.code().name
+        first.set()
+
+    with channel:
+        reader = threading.Thread(target=consume)
+        reader.start()
+        assert first.wait(30)
+        daemon.config["gateway"]["max_message_size"] = "8MiB"
+        before = helpers.metric_value(daemon.metrics(), "sparkplane_config_reloads_total",
+                                      result="ok")
+        daemon.write_config()
+        daemon.send_signal(1)
+        helpers.wait_until(lambda: helpers.metric_value(
+            daemon.metrics(), "sparkplane_config_reloads_total", result="ok") == before + 1,
+            10, what="the reload")
+        reader.join(30)
+        assert outcome.get("status") == "OK", outcome
+        assert received == [b"message %d" % i for i in range(6)]
+        # the new limit holds for the next call on the same connection
+        analyze = channel.unary_unary(SERVICE + "AnalyzePlan")
+        with pytest.raises(grpc.RpcError) as refused:
+            analyze(request(padding=9 * MIB), metadata=call_metadata(daemon), timeout=60)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
