@@ -334,6 +334,16 @@ static struct bufferevent *gateway_conn_bufferevent(gateway *gw, struct evconnli
     return bufferevent_socket_new(gw->daemon->base, fd, BEV_OPT_CLOSE_ON_FREE);
 }
 
+/* Graceful GOAWAY: streams already open finish, new ones are refused. */
+static void gateway_conn_goaway(gateway_conn *conn)
+{
+    conn->listener = NULL;
+    nghttp2_submit_goaway(conn->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(conn->session),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    gateway_schedule(conn);
+}
+
 static void gateway_on_accept(struct evconnlistener *listener, evutil_socket_t fd,
                               struct sockaddr *address, int socklen, void *arg)
 {
@@ -347,6 +357,7 @@ static void gateway_on_accept(struct evconnlistener *listener, evutil_socket_t f
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn->gw = gw;
+    conn->listener = listener;
     gateway_format_peer(address, conn->peer, sizeof(conn->peer));
     conn->bev = gateway_conn_bufferevent(gw, listener, fd, conn->peer);
     if (conn->bev) {
@@ -604,6 +615,10 @@ static int gateway_apply_listeners(gateway *gw, const config *cfg, diag_list *pr
             continue;
         }
         log_msg(SP_LOG_INFO, "gateway", "closing listener %s", old->address);
+        for (gateway_conn *conn = gw->conns; conn; conn = conn->next) {
+            if (conn->listener == old->listener)
+                gateway_conn_goaway(conn);      /* its clients move on as they finish */
+        }
         evconnlistener_free(old->listener);
         free(old->address);
     }
@@ -728,13 +743,8 @@ void gateway_close_listeners(gateway *gw)
         free(gw->listeners[i].address);
     }
     gw->listener_count = 0;
-    /* Graceful GOAWAY: streams already open finish, new ones are refused. */
-    for (gateway_conn *conn = gw->conns; conn; conn = conn->next) {
-        nghttp2_submit_goaway(conn->session, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(conn->session),
-                              NGHTTP2_NO_ERROR, NULL, 0);
-        gateway_schedule(conn);
-    }
+    for (gateway_conn *conn = gw->conns; conn; conn = conn->next)
+        gateway_conn_goaway(conn);
 }
 
 size_t gateway_in_flight(const gateway *gw)

@@ -86,6 +86,7 @@ struct gateway_conn {
     nghttp2_session *session;
     struct event *flush_event;
     char peer[INET6_ADDRSTRLEN + 8];
+    struct evconnlistener *listener;    /* accepted on; NULL once that listener closed */
     gateway_stream *streams;
     struct event *timer;                /* the guard's next deadline, then the linger */
     gateway_guard guard;                /* abuse budgets, idle and header timeouts */

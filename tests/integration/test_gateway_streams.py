@@ -351,3 +351,43 @@ def test_a_reload_leaves_open_streams_alone(daemon_factory, fake_spark):
         with pytest.raises(grpc.RpcError) as refused:
             analyze(request(padding=9 * MIB), metadata=call_metadata(daemon), timeout=60)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_reload_that_drops_a_listener_drains_its_connections(daemon_factory, fake_spark):
+    """Moving gateway.listen to another port closes the old listener; its connections get a
+    graceful GOAWAY (the open stream finishes there) and clients reconnect to the new port."""
+    spark_port, _ = fake_spark
+    daemon, old_port = start_gateway(daemon_factory, spark_port)
+    new_port = helpers.free_port()
+    received, first, outcome = [], threading.Event(), {}
+    with grpc.insecure_channel(f"127.0.0.1:{old_port}") as channel:
+        def consume():
+            execute = channel.unary_stream(SERVICE + "ExecutePlan")
+            try:
+                for message in execute(request(), timeout=60, metadata=call_metadata(
+                        daemon, **{"x-test-count": "5", "x-test-interval-ms": "300"})):
+                    received.append(message)
+                    first.set()
+                outcome["status"] = "OK"
+            except grpc.RpcError as error:
+                outcome["status"] = error.code().name
+            first.set()
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        assert first.wait(30)
+        daemon.config["gateway"]["listen"] = [f"127.0.0.1:{new_port}"]
+        daemon.write_config()
+        daemon.send_signal(1)
+        helpers.wait_until(lambda: helpers.port_accepts(new_port), 10,
+                           what="the new gateway listener")
+        reader.join(30)
+        assert outcome.get("status") == "OK", outcome
+        assert received == [b"message %d" % i for i in range(5)]
+        assert not helpers.port_accepts(old_port)
+        helpers.wait_until(lambda: helpers.metric_value(
+            daemon.metrics(), "sparkplane_gateway_connections") == 0, 10,
+            what="the drained connection to close")
+    with grpc.insecure_channel(f"127.0.0.1:{new_port}") as channel:
+        analyze = channel.unary_unary(SERVICE + "AnalyzePlan")
+        assert analyze(request(padding=10), metadata=call_metadata(daemon), timeout=30)
