@@ -33,10 +33,12 @@ typedef struct gateway gateway;
 gateway *gateway_new(struct daemon_state *daemon);
 
 /*
- * Applies gateway.listen (none: no gateway), gateway.max_concurrent_streams
- * (for new connections), the routing patterns and the static clusters:
- * opens new listeners, closes dropped ones, keeps the rest.  0, or -1 with
- * problems and the previous state kept.
+ * Applies the gateway.* keys and the static clusters: opens gateway.listen
+ * (h2c) and gateway.tls.listen (TLS, ALPN h2) listeners that are new, closes
+ * dropped ones (their connections get a graceful GOAWAY) and keeps the rest;
+ * rebuilds the TLS context from gateway.tls.certificate/key (rotation);
+ * limits and timeouts apply to what comes next.  0, or -1 with problems and
+ * the previous state kept.  No listener at all: the gateway is off.
  */
 int gateway_configure(gateway *gw, const config *cfg, diag_list *problems);
 
