@@ -79,6 +79,34 @@ struct gateway_upstream_pool {
 
 /* ---- header lists ----------------------------------------------------------------------- */
 
+#define GATEWAY_HEADERS_BLOCK 2048u     /* a typical gRPC request's header block fits in one */
+
+struct gateway_headers_block {
+    gateway_headers_block *next;
+    size_t size;
+    size_t used;
+    char data[];
+};
+
+/* `size` bytes of stable storage in the list's blocks; NULL when out of memory. */
+static char *gateway_headers_space(gateway_headers *list, size_t size)
+{
+    gateway_headers_block *block = list->blocks;
+    if (block == NULL || block->size - block->used < size) {
+        size_t capacity = size > GATEWAY_HEADERS_BLOCK ? size : GATEWAY_HEADERS_BLOCK;
+        block = malloc(sizeof(*block) + capacity);
+        if (block == NULL)
+            return NULL;
+        block->size = capacity;
+        block->used = 0;
+        block->next = list->blocks;
+        list->blocks = block;
+    }
+    char *space = block->data + block->used;
+    block->used += size;
+    return space;
+}
+
 int gateway_headers_add(gateway_headers *list, const uint8_t *name, size_t namelen,
                         const uint8_t *value, size_t valuelen, size_t max_bytes)
 {
@@ -93,7 +121,7 @@ int gateway_headers_add(gateway_headers *list, const uint8_t *name, size_t namel
         list->capacity = capacity;
     }
     nghttp2_nv *nv = &list->nv[list->count];
-    nv->name = malloc(namelen + valuelen + 2);      /* name and value in one block */
+    nv->name = (uint8_t *)gateway_headers_space(list, namelen + valuelen + 2);
     if (nv->name == NULL)
         return -1;
     nv->value = nv->name + namelen + 1;
@@ -111,8 +139,9 @@ int gateway_headers_add(gateway_headers *list, const uint8_t *name, size_t namel
 
 const char *gateway_headers_get(const gateway_headers *list, const char *name)
 {
+    size_t length = strlen(name);
     for (size_t i = 0; i < list->count; i++) {
-        if (strcmp((const char *)list->nv[i].name, name) == 0)
+        if (list->nv[i].namelen == length && memcmp(list->nv[i].name, name, length) == 0)
             return (const char *)list->nv[i].value;
     }
     return NULL;
@@ -120,8 +149,11 @@ const char *gateway_headers_get(const gateway_headers *list, const char *name)
 
 void gateway_headers_clear(gateway_headers *list)
 {
-    for (size_t i = 0; i < list->count; i++)
-        free(list->nv[i].name);     /* the value lives in the same block */
+    while (list->blocks) {
+        gateway_headers_block *next = list->blocks->next;
+        free(list->blocks);
+        list->blocks = next;
+    }
     list->count = 0;
     list->bytes = 0;
 }

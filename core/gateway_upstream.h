@@ -21,12 +21,15 @@
 
 typedef struct gateway_upstream_pool gateway_upstream_pool;
 
-/* A header block being received or kept (trailers): owned copies. */
+/* A header block being received or kept (trailers): owned copies.  Names and values live
+ * in a few storage blocks (one malloc for a typical request, not two per header). */
+typedef struct gateway_headers_block gateway_headers_block;
 typedef struct gateway_headers {
     nghttp2_nv *nv;
     size_t count;
     size_t capacity;
     size_t bytes;           /* HPACK-style size: name + value + 32 each */
+    gateway_headers_block *blocks;      /* the newest first */
 } gateway_headers;
 
 /* Appends a copy; -1 when out of memory or past max_bytes. */
