@@ -64,6 +64,7 @@ struct gateway_stream {
     char endpoint[256];                 /* the driver chosen for the session */
     char session_id[GATEWAY_SESSION_ID_MAX + 1];
     int pinned;                         /* counted in gw->sessions: end it once */
+    int fresh_pin;                      /* this request made its session's pin */
     int releases_session;               /* a ReleaseSession call */
     struct timespec opened;             /* upstream stream opened, for first-byte latency */
     int first_byte_seen;

@@ -180,10 +180,11 @@ static session_pin *sessions_pin_new(gateway_sessions *sessions, cluster_registr
 
 int gateway_sessions_route(gateway_sessions *sessions, cluster_registry *registry,
                            const cluster_entry *cluster, const gateway_session_key *key,
-                           uint64_t now_ms, char *endpoint, size_t endpoint_size, char *message,
-                           size_t message_size)
+                           uint64_t now_ms, char *endpoint, size_t endpoint_size, int *created,
+                           char *message, size_t message_size)
 {
     const cluster_endpoint *pinned = NULL;
+    *created = 0;
     if (strlen(key->session_id) > GATEWAY_SESSION_ID_MAX) {
         snprintf(message, message_size, "session_id is longer than %d bytes",
                  GATEWAY_SESSION_ID_MAX);
@@ -209,9 +210,12 @@ int gateway_sessions_route(gateway_sessions *sessions, cluster_registry *registr
         return GATEWAY_GRPC_UNAVAILABLE;
     }
     session_pin *pin = *slot;
-    if (pin == NULL &&
-        (pin = sessions_pin_new(sessions, registry, cluster, key, message, message_size)) == NULL)
-        return GATEWAY_GRPC_UNAVAILABLE;
+    if (pin == NULL) {
+        pin = sessions_pin_new(sessions, registry, cluster, key, message, message_size);
+        if (pin == NULL)
+            return GATEWAY_GRPC_UNAVAILABLE;
+        *created = 1;
+    }
     if (pinned && !pinned->healthy) {
         snprintf(message, message_size,
                  "session %.64s runs on Spark Connect server %.100s of cluster '%s', which is "
@@ -238,6 +242,14 @@ void gateway_sessions_stream_end(gateway_sessions *sessions, cluster_registry *r
         pin->streams--;
     pin->last_used_ms = now_ms;
     if (pin->released && pin->streams == 0)
+        sessions_unpin(sessions, registry, slot);
+}
+
+void gateway_sessions_forget(gateway_sessions *sessions, cluster_registry *registry,
+                             const gateway_session_key *key)
+{
+    session_pin **slot = sessions_slot(sessions, key);
+    if (*slot)
         sessions_unpin(sessions, registry, slot);
 }
 

@@ -51,14 +51,19 @@ void gateway_sessions_free(gateway_sessions *sessions, cluster_registry *registr
  * endpoint, pinned from now on.  A request without a session id gets the
  * least-loaded healthy endpoint and no pin.  On success copies the
  * address into endpoint, marks one more stream of the session in flight
- * (end it with gateway_sessions_stream_end) and returns 0 (gRPC OK);
- * otherwise returns a gRPC status (UNAVAILABLE, INVALID_ARGUMENT) with a
- * message for the user.
+ * (end it with gateway_sessions_stream_end), sets *created when this call
+ * made the pin, and returns 0 (gRPC OK); otherwise returns a gRPC status
+ * (UNAVAILABLE, INVALID_ARGUMENT) with a message for the user.
  */
 int gateway_sessions_route(gateway_sessions *sessions, cluster_registry *registry,
                            const cluster_entry *cluster, const gateway_session_key *key,
-                           uint64_t now_ms, char *endpoint, size_t endpoint_size, char *message,
-                           size_t message_size);
+                           uint64_t now_ms, char *endpoint, size_t endpoint_size, int *created,
+                           char *message, size_t message_size);
+
+/* Ends the pin now, streams in flight or not: a new session whose first request could not
+ * reach its driver has no state there, so its retry may go to another one. */
+void gateway_sessions_forget(gateway_sessions *sessions, cluster_registry *registry,
+                             const gateway_session_key *key);
 
 /* A stream routed by gateway_sessions_route ended; the session was used at now_ms. */
 void gateway_sessions_stream_end(gateway_sessions *sessions, cluster_registry *registry,

@@ -288,7 +288,18 @@ static void gateway_up_close(void *arg, uint32_t error_code, const char *why)
     }
     if (why && !stream->response_started) {
         char message[1024];
-        if (stream->session_id[0])
+        if (stream->fresh_pin) {
+            /* The session's first request: nothing of it lives on that driver, so its retry
+             * (pyspark retries UNAVAILABLE) may start it on a healthy one. */
+            gateway *gw = stream->conn->gw;
+            gateway_session_key key = {stream->cluster, stream->principal.subject,
+                                       stream->session_id};
+            gateway_sessions_forget(gw->sessions, gw->registry, &key);
+            snprintf(message, sizeof(message),
+                     "cluster '%s': Spark Connect server %s failed (%s); retry to start the "
+                     "session on another server",
+                     stream->cluster, stream->endpoint, why);
+        } else if (stream->session_id[0])
             snprintf(message, sizeof(message),
                      "session %.64s runs on Spark Connect server %s of cluster '%s', which "
                      "failed (%s); start a new session to continue on another server",
@@ -546,7 +557,8 @@ static int gateway_open_upstream(gateway_stream *stream, const char *session_id)
     gateway_session_key key = {stream->cluster, stream->principal.subject, session_id};
     int status = gateway_sessions_route(gw->sessions, gw->registry, cluster, &key,
                                         gateway_now_ms(), stream->endpoint,
-                                        sizeof(stream->endpoint), message, sizeof(message));
+                                        sizeof(stream->endpoint), &stream->fresh_pin, message,
+                                        sizeof(message));
     if (status != GATEWAY_GRPC_OK) {
         gateway_refuse_request(stream, status, message);
         return -1;

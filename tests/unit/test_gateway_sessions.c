@@ -14,6 +14,7 @@
 
 static char message[512];
 static char endpoint[256];
+static int created;     /* the last route() made a new pin */
 
 static cluster_registry *registry_with_two_drivers(void)
 {
@@ -33,7 +34,7 @@ static int route(gateway_sessions *sessions, cluster_registry *registry, const c
 {
     gateway_session_key key = {"fe-prod", subject, session_id};
     return gateway_sessions_route(sessions, registry, cluster_registry_find(registry, "fe-prod"),
-                                  &key, now, endpoint, sizeof(endpoint), message,
+                                  &key, now, endpoint, sizeof(endpoint), &created, message,
                                   sizeof(message));
 }
 
@@ -55,11 +56,13 @@ static void test_new_sessions_spread_and_stay(void)
     gateway_sessions *sessions = gateway_sessions_new();
     CU_ASSERT_EQUAL(route(sessions, registry, "alice", "s1", 1), GATEWAY_GRPC_OK);
     CU_ASSERT_STRING_EQUAL(endpoint, "d1:15002");
+    CU_ASSERT_EQUAL(created, 1);
     CU_ASSERT_EQUAL(route(sessions, registry, "alice", "s2", 2), GATEWAY_GRPC_OK);
     CU_ASSERT_STRING_EQUAL(endpoint, "d2:15002");
     for (int i = 0; i < 5; i++) {       /* later requests keep their driver */
         CU_ASSERT_EQUAL(route(sessions, registry, "alice", "s1", 3), GATEWAY_GRPC_OK);
         CU_ASSERT_STRING_EQUAL(endpoint, "d1:15002");
+        CU_ASSERT_EQUAL(created, 0);
         end_stream(sessions, registry, "alice", "s1", 3);
     }
     CU_ASSERT_EQUAL(sessions_on(registry, 0), 1);
@@ -95,6 +98,16 @@ static void test_a_dead_driver_keeps_its_sessions_out(void)
     CU_ASSERT_EQUAL(cluster_registry_set_healthy(registry, "fe-prod", "d1:15002", 1), 0);
     CU_ASSERT_EQUAL(route(sessions, registry, "alice", "s1", 4), GATEWAY_GRPC_OK);
     CU_ASSERT_STRING_EQUAL(endpoint, "d1:15002");
+    /* a new session whose first request found its driver dead is forgotten: the retry of
+     * the same session id lands on a healthy driver */
+    CU_ASSERT_EQUAL(route(sessions, registry, "alice", "s9", 4), GATEWAY_GRPC_OK);
+    CU_ASSERT_STRING_EQUAL(endpoint, "d1:15002");   /* a tie: the first endpoint */
+    CU_ASSERT_EQUAL(created, 1);
+    gateway_session_key s9 = {"fe-prod", "alice", "s9"};
+    gateway_sessions_forget(sessions, registry, &s9);
+    end_stream(sessions, registry, "alice", "s9", 4);   /* its stream ends after: harmless */
+    CU_ASSERT_PTR_NULL(gateway_sessions_endpoint(sessions, &s9));
+    CU_ASSERT_EQUAL(sessions_on(registry, 0), 1);   /* s1 only */
     /* no healthy driver at all */
     cluster_registry_set_healthy(registry, "fe-prod", "d1:15002", 0);
     cluster_registry_set_healthy(registry, "fe-prod", "d2:15002", 0);
