@@ -190,7 +190,7 @@ def spark_server(tmp_path_factory):
         yield server
 
 
-def start_tls_gateway(daemon_factory, certificate, spark=None):
+def start_tls_gateway(daemon_factory, certificate, spark=None, **gateway_options):
     """A daemon whose gateway listens with TLS only; returns (daemon, TLS port).
 
     Cluster analytics-dev (team analytics) points at the Spark server, or at a
@@ -203,7 +203,7 @@ def start_tls_gateway(daemon_factory, certificate, spark=None):
     def configure(cfg):
         workdir = os.path.dirname(cfg["state"]["directory"])
         install_certificate(workdir, certificate[0], certificate[1])
-        cfg["gateway"] = tls_gateway_options(workdir, tls_port)
+        cfg["gateway"] = {**tls_gateway_options(workdir, tls_port), **gateway_options}
         os.makedirs(os.path.join(workdir, "conf.d"), exist_ok=True)
         with open(os.path.join(workdir, "conf.d", "clusters.yaml"), "w") as out:
             out.write(spark_connect.clusters_yaml([cluster]))
@@ -390,3 +390,23 @@ def test_reload_with_a_bad_key_keeps_the_old_certificate(tls_gateway, pki, serve
         assert served.ping()
     finally:
         served.close()
+
+
+def test_a_stalled_tls_handshake_is_closed_after_the_header_timeout(daemon_factory,
+                                                                     server_certificates):
+    """A client that connects and never starts TLS holds nothing for long: no HTTP/2 preface
+    within gateway.header_timeout ends it (after the short GOAWAY linger)."""
+    daemon, port = start_tls_gateway(daemon_factory, server_certificates["first"],
+                                     header_timeout="1s")
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(15)
+    started = time.monotonic()
+    try:
+        assert sock.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    assert time.monotonic() - started < 10
+    assert helpers.metric_value(daemon.metrics(), "sparkplane_gateway_connections_closed_total",
+                                reason="header_timeout") == 1
