@@ -1,10 +1,12 @@
 /*
- * h2_io.c - nghttp2 sessions driven from bufferevent buffers.
+ * h2_io.c - nghttp2 sessions driven from bufferevents and plain sockets.
  *
  * Received bytes are handed to nghttp2_session_mem_recv straight from the
- * input buffer's chunks (no copy); frames to send come from
- * nghttp2_session_mem_send into the output buffer, bounded by a high-water
- * mark so a peer that does not read makes us stop framing.
+ * input buffer's chunks (no copy) or, for plain sockets, from one large
+ * static read buffer; frames to send come from nghttp2_session_mem_send
+ * into the output buffer, bounded by a high-water mark so a peer that does
+ * not read makes us stop framing, and plain sockets get them written in the
+ * same loop pass.
  */
 #include "h2_io.h"
 

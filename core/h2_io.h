@@ -1,6 +1,7 @@
 /*
  * h2_io.h - moving bytes between an nghttp2 session and a bufferevent's
- * buffers, shared by the gateway's client side and its upstream side.
+ * buffers or a plain socket, shared by the gateway's client side and its
+ * upstream side.
  */
 #ifndef SPARKPLANE_CORE_H2_IO_H
 #define SPARKPLANE_CORE_H2_IO_H
