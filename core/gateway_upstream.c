@@ -268,6 +268,15 @@ static void upstream_on_read(struct bufferevent *bev, void *arg)
     upstream_conn_settle(conn);
 }
 
+/* The connection failed or the server closed it: the driver counts as unhealthy (a probe
+ * tells soon enough if it is fine) and every stream on it ends with `why`. */
+static void upstream_conn_lost(upstream_conn *conn, const char *why)
+{
+    if (conn->pool->health)
+        conn->pool->health(conn->pool->health_arg, conn->endpoint, 0, 0.0, why);
+    upstream_conn_free(conn, why);
+}
+
 static void upstream_on_socket_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -285,9 +294,7 @@ static void upstream_on_socket_read(evutil_socket_t fd, short what, void *arg)
     else
         snprintf(why, sizeof(why), "upstream %s: HTTP/2 protocol error: %s", conn->endpoint,
                  nghttp2_strerror(rc));
-    if (conn->pool->health)     /* a probe tells soon enough if the server is fine */
-        conn->pool->health(conn->pool->health_arg, conn->endpoint, 0, 0.0, why);
-    upstream_conn_free(conn, why);
+    upstream_conn_lost(conn, why);
 }
 
 static void upstream_on_write(struct bufferevent *bev, void *arg)
@@ -329,9 +336,7 @@ static void upstream_on_event(struct bufferevent *bev, short events, void *arg)
     } else {
         snprintf(why, sizeof(why), "upstream %s closed the connection", conn->endpoint);
     }
-    if (conn->pool->health)
-        conn->pool->health(conn->pool->health_arg, conn->endpoint, 0, 0.0, why);
-    upstream_conn_free(conn, why);
+    upstream_conn_lost(conn, why);
 }
 
 /* ---- nghttp2 callbacks ------------------------------------------------------------------ */
