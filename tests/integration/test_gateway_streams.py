@@ -277,36 +277,51 @@ def test_the_gateway_enforces_grpc_timeout(daemon_factory):
         silent.close()
 
 
+class BackgroundStream:
+    """An ExecutePlan server stream of `count` messages read on a thread, over `channel`;
+    started() waits for its first message, finish() for its end (status and messages)."""
+
+    def __init__(self, channel, daemon, count, interval_ms):
+        self.channel, self.daemon = channel, daemon
+        self.metadata = call_metadata(daemon, **{"x-test-count": str(count),
+                                                 "x-test-interval-ms": str(interval_ms)})
+        self.received, self.status = [], None
+        self.first = threading.Event()
+        self.thread = threading.Thread(target=self.consume)
+        self.thread.start()
+
+    def consume(self):
+        execute = self.channel.unary_stream(SERVICE + "ExecutePlan")
+        try:
+            for message in execute(request(), timeout=60, metadata=self.metadata):
+                self.received.append(message)
+                self.first.set()
+            self.status = "OK"
+        except grpc.RpcError as error:
+            self.status = error.code().name
+        self.first.set()
+
+    def started(self):
+        assert self.first.wait(30), "no first message"
+
+    def finish(self):
+        self.thread.join(30)
+        return self.status, self.received
+
+
 def test_sigterm_lets_open_streams_finish(daemon_factory, fake_spark):
     """On SIGTERM the gateway stops accepting, sends GOAWAY, and streams already open run to
     their end (within server.drain_timeout) before the daemon exits 0."""
     spark_port, _ = fake_spark
     daemon, port = start_gateway(daemon_factory, spark_port)
-    received = []
-    first = threading.Event()
-    outcome = {}
-
-    def consume():
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            execute = channel.unary_stream(SERVICE + "ExecutePlan")
-            try:
-                for message in execute(request(), timeout=60, metadata=call_metadata(
-                        daemon, **{"x-test-count": "6", "x-test-interval-ms": "400"})):
-                    received.append(message)
-                    first.set()
-                outcome["status"] = "OK"
-            except grpc.RpcError as error:
-                outcome["status"] = error.code().name
-            first.set()
-
-    reader = threading.Thread(target=consume)
-    reader.start()
-    assert first.wait(30)
-    daemon.send_signal(15)
-    helpers.wait_until(lambda: not helpers.port_accepts(port), 5.0,
-                       what="the gateway listener to close")
-    reader.join(30)
-    assert outcome.get("status") == "OK", outcome
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stream = BackgroundStream(channel, daemon, 6, 400)
+        stream.started()
+        daemon.send_signal(15)
+        helpers.wait_until(lambda: not helpers.port_accepts(port), 5.0,
+                           what="the gateway listener to close")
+        status, received = stream.finish()
+    assert status == "OK", status
     assert received == [b"message %d" % i for i in range(6)]
     assert daemon.wait_exit() == 0
 
@@ -316,25 +331,9 @@ def test_a_reload_leaves_open_streams_alone(daemon_factory, fake_spark):
     comes next; a stream open during the reload runs to its end on its connection."""
     spark_port, _ = fake_spark
     daemon, port = start_gateway(daemon_factory, spark_port)
-    received, first, outcome = [], threading.Event(), {}
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-
-    def consume():
-        execute = channel.unary_stream(SERVICE + "ExecutePlan")
-        try:
-            for message in execute(request(), timeout=60, metadata=call_metadata(
-                    daemon, **{"x-test-count": "6", "x-test-interval-ms": "300"})):
-                received.append(message)
-                first.set()
-            outcome["status"] = "OK"
-        except grpc.RpcError as error:
-            outcome["status"] = error.code().name
-        first.set()
-
-    with channel:
-        reader = threading.Thread(target=consume)
-        reader.start()
-        assert first.wait(30)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stream = BackgroundStream(channel, daemon, 6, 300)
+        stream.started()
         daemon.config["gateway"]["max_message_size"] = "8MiB"
         before = helpers.metric_value(daemon.metrics(), "sparkplane_config_reloads_total",
                                       result="ok")
@@ -343,8 +342,8 @@ def test_a_reload_leaves_open_streams_alone(daemon_factory, fake_spark):
         helpers.wait_until(lambda: helpers.metric_value(
             daemon.metrics(), "sparkplane_config_reloads_total", result="ok") == before + 1,
             10, what="the reload")
-        reader.join(30)
-        assert outcome.get("status") == "OK", outcome
+        status, received = stream.finish()
+        assert status == "OK", status
         assert received == [b"message %d" % i for i in range(6)]
         # the new limit holds for the next call on the same connection
         analyze = channel.unary_unary(SERVICE + "AnalyzePlan")
@@ -359,30 +358,16 @@ def test_a_reload_that_drops_a_listener_drains_its_connections(daemon_factory, f
     spark_port, _ = fake_spark
     daemon, old_port = start_gateway(daemon_factory, spark_port)
     new_port = helpers.free_port()
-    received, first, outcome = [], threading.Event(), {}
     with grpc.insecure_channel(f"127.0.0.1:{old_port}") as channel:
-        def consume():
-            execute = channel.unary_stream(SERVICE + "ExecutePlan")
-            try:
-                for message in execute(request(), timeout=60, metadata=call_metadata(
-                        daemon, **{"x-test-count": "5", "x-test-interval-ms": "300"})):
-                    received.append(message)
-                    first.set()
-                outcome["status"] = "OK"
-            except grpc.RpcError as error:
-                outcome["status"] = error.code().name
-            first.set()
-
-        reader = threading.Thread(target=consume)
-        reader.start()
-        assert first.wait(30)
+        stream = BackgroundStream(channel, daemon, 5, 300)
+        stream.started()
         daemon.config["gateway"]["listen"] = [f"127.0.0.1:{new_port}"]
         daemon.write_config()
         daemon.send_signal(1)
         helpers.wait_until(lambda: helpers.port_accepts(new_port), 10,
                            what="the new gateway listener")
-        reader.join(30)
-        assert outcome.get("status") == "OK", outcome
+        status, received = stream.finish()
+        assert status == "OK", status
         assert received == [b"message %d" % i for i in range(5)]
         assert not helpers.port_accepts(old_port)
         helpers.wait_until(lambda: helpers.metric_value(
