@@ -57,6 +57,8 @@ static void cluster_registry_free_entry(cluster_entry *entry)
         free(entry->endpoints[i].address);
     free(entry->endpoints);
     free(entry->token);
+    json_decref(entry->session_conf);
+    free(entry->ended);
     free(entry);
 }
 
@@ -117,6 +119,12 @@ static cluster_entry *cluster_registry_copy_entry(const cluster_entry *entry)
     copy->environment = cluster_registry_strdup_or_null(entry->environment, &failed);
     copy->region = cluster_registry_strdup_or_null(entry->region, &failed);
     copy->token = cluster_registry_strdup_or_null(entry->token, &failed);
+    copy->provisioned = entry->provisioned;
+    copy->ended = cluster_registry_strdup_or_null(entry->ended, &failed);
+    copy->ended_at_ms = entry->ended_at_ms;
+    if (entry->session_conf != NULL && json_object_size(entry->session_conf) > 0 &&
+        (copy->session_conf = json_deep_copy(entry->session_conf)) == NULL)
+        failed = 1;
     copy->endpoints = calloc(entry->endpoint_count, sizeof(*copy->endpoints));
     if (copy->endpoints == NULL)
         goto fail;

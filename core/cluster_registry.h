@@ -3,8 +3,9 @@
  * routes to.
  *
  * Static clusters come from the config (`clusters:`, loaded with
- * cluster_registry_load_config); provisioned clusters will be added and
- * removed later through the same put/remove calls.  Each cluster has an id
+ * cluster_registry_load_config); provisioned clusters (core/clusters.c)
+ * are added and removed through the same put/remove calls and marked
+ * `provisioned`, so a reload of the config leaves them alone.  Each cluster has an id
  * ([a-z0-9-]{1,63}), a placement (team, environment, region) that is unique
  * in the registry, the Spark Connect endpoints of its drivers and the
  * server's own token (sent upstream, never the client's).
@@ -22,6 +23,7 @@
 #ifndef SPARKPLANE_CORE_CLUSTER_REGISTRY_H
 #define SPARKPLANE_CORE_CLUSTER_REGISTRY_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -44,6 +46,11 @@ typedef struct cluster_entry {
     cluster_endpoint *endpoints;
     size_t endpoint_count;  /* >= 1 */
     char *token;            /* the server's Spark Connect token, or NULL */
+    int provisioned;        /* 1: made through /api/v1/clusters, 0: from `clusters:` */
+    json_t *session_conf;   /* settings put into each new session first (catalogs), or NULL */
+    char *ended;            /* why a provisioned cluster was terminated (kept a while so its
+                               clients read why), or NULL while it serves */
+    uint64_t ended_at_ms;   /* monotonic ms when `ended` was set */
 } cluster_entry;
 
 typedef struct cluster_registry cluster_registry;
@@ -53,7 +60,9 @@ void cluster_registry_free(cluster_registry *registry);
 
 /*
  * Adds a copy of `entry`, or replaces the cluster with the same id.  Only
- * id, team, environment, region, endpoints[].address and token are read.
+ * id, team, environment, region, endpoints[].address, token, provisioned,
+ * session_conf (a JSON object of strings, deep-copied), ended and
+ * ended_at_ms are read.
  * -1 with a message naming the field when the entry is malformed or its
  * placement belongs to another id; the registry is then unchanged.
  */

@@ -17,8 +17,12 @@
  * resolved against the directory of the file that set them, so a drop-in
  * can ship a plugin beside itself; state.database is relative to
  * state.directory.
+ *
+ * The provisioning: section is checked in config_provisioning.c with the
+ * helpers this file shares through config_internal.h.
  */
 #include "config.h"
+#include "config_internal.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -42,24 +46,9 @@
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
 #define CONFIG_DEFAULT_STATE_DIRECTORY LOCALSTATEDIR "/lib/sparkplane"
 #define CONFIG_DEFAULT_DATABASE "sparkplane.db"
-#define CONFIG_PLUGIN_NAME_MAX 64
-#define CONFIG_ERROR_SIZE 1024
-
-typedef struct config_checker {
-    config *cfg;
-    diag_list *problems;
-    int out_of_memory;
-} config_checker;
-
-typedef struct config_where {
-    const char *file;
-    int line;
-    int column;
-} config_where;
-
 static const char *const config_top_keys[] = {"server", "log", "state", "plugin_directory",
                                               "plugins", "auth", "runner", "spark_versions",
-                                              "gateway", "clusters", NULL};
+                                              "gateway", "clusters", "provisioning", NULL};
 static const char *const config_server_keys[] = {"listen", "max_body_size", "max_header_size",
                                                  "request_timeout", "drain_timeout", NULL};
 static const char *const config_log_keys[] = {"level", "format", NULL};
@@ -79,26 +68,21 @@ static const char *const config_cluster_keys[] = {"id",        "team",  "environ
                                                   "region",    "endpoints", "token",
                                                   "token_file", NULL};
 
-#define CONFIG_LIMIT_MAX 100000
-
 /* ---- reporting ---- */
 
-static config_where config_where_node(const yaml_tree_node *node)
+config_where config_where_node(const yaml_tree_node *node)
 {
     return (config_where){node->file, node->line, node->column};
 }
 
-static config_where config_where_key(const yaml_tree_node *map, size_t index)
+config_where config_where_key(const yaml_tree_node *map, size_t index)
 {
     return (config_where){map->items[index]->file, map->key_lines[index],
                           map->key_columns[index]};
 }
 
-static void config_report(config_checker *chk, config_where where, const char *key,
-                          const char *fmt, ...) SP_PRINTF(4, 5);
-
-static void config_report(config_checker *chk, config_where where, const char *key,
-                          const char *fmt, ...)
+void config_report(config_checker *chk, config_where where, const char *key,
+                   const char *fmt, ...)
 {
     char message[CONFIG_ERROR_SIZE];
     va_list ap;
@@ -108,7 +92,7 @@ static void config_report(config_checker *chk, config_where where, const char *k
     diag_add_at(chk->problems, where.file, where.line, where.column, "%s: %s", key, message);
 }
 
-static void config_report_oom(config_checker *chk)
+void config_report_oom(config_checker *chk)
 {
     if (!chk->out_of_memory)
         diag_add(chk->problems, "%s: out of memory while reading the configuration",
@@ -116,7 +100,7 @@ static void config_report_oom(config_checker *chk)
     chk->out_of_memory = 1;
 }
 
-static int config_is_null(const yaml_tree_node *node)
+int config_is_null(const yaml_tree_node *node)
 {
     if (node == NULL)
         return 1;
@@ -141,8 +125,8 @@ static const char *config_describe(const yaml_tree_node *node, char *buffer, siz
     return buffer;
 }
 
-static void config_report_type(config_checker *chk, const yaml_tree_node *node, const char *key,
-                               const char *expected)
+void config_report_type(config_checker *chk, const yaml_tree_node *node, const char *key,
+                        const char *expected)
 {
     char text[80];
     config_report(chk, config_where_node(node), key, "expected %s, got %s", expected,
@@ -170,7 +154,7 @@ static void config_join(const char *const *list, char *buffer, size_t size)
 }
 
 /* Joins a section's name and a key: ("server", "listen") -> "server.listen". */
-static void config_dotted(char *buffer, size_t size, const char *section, const char *key)
+void config_dotted(char *buffer, size_t size, const char *section, const char *key)
 {
     if (section == NULL || section[0] == '\0')
         snprintf(buffer, size, "%s", key);
@@ -178,8 +162,8 @@ static void config_dotted(char *buffer, size_t size, const char *section, const 
         snprintf(buffer, size, "%s.%s", section, key);
 }
 
-static void config_check_keys(config_checker *chk, const yaml_tree_node *map,
-                              const char *section, const char *const *known)
+void config_check_keys(config_checker *chk, const yaml_tree_node *map, const char *section,
+                       const char *const *known)
 {
     for (size_t i = 0; i < map->count; i++) {
         if (config_in_list(known, map->keys[i]))
@@ -194,8 +178,8 @@ static void config_check_keys(config_checker *chk, const yaml_tree_node *map,
 }
 
 /* A section that must be a mapping; NULL when unset or wrong (reported). */
-static const yaml_tree_node *config_section(config_checker *chk, const yaml_tree_node *parent,
-                                            const char *name, const char *dotted)
+const yaml_tree_node *config_section(config_checker *chk, const yaml_tree_node *parent,
+                                     const char *name, const char *dotted)
 {
     const yaml_tree_node *node = yaml_tree_map_get(parent, name);
     if (config_is_null(node))
@@ -209,7 +193,7 @@ static const yaml_tree_node *config_section(config_checker *chk, const yaml_tree
 
 /* ---- small string helpers ---- */
 
-static int config_set_string(config_checker *chk, char **field, const char *value)
+int config_set_string(config_checker *chk, char **field, const char *value)
 {
     char *copy = strdup(value);
     if (copy == NULL) {
@@ -247,7 +231,7 @@ static char *config_dirname(const char *path)
 }
 
 /* An absolute path stays; a relative one is taken from the file's directory. */
-static char *config_resolve_beside(const char *file, const char *path)
+char *config_resolve_beside(const char *file, const char *path)
 {
     if (path[0] == '/')
         return strdup(path);
@@ -262,8 +246,8 @@ static char *config_resolve_beside(const char *file, const char *path)
 /* ---- typed values ---- */
 
 /* A non-empty string scalar; returns NULL when unset or wrong (reported). */
-static const char *config_string(config_checker *chk, const yaml_tree_node *map, const char *name,
-                                 const char *dotted)
+const char *config_string(config_checker *chk, const yaml_tree_node *map, const char *name,
+                          const char *dotted)
 {
     const yaml_tree_node *node = yaml_tree_map_get(map, name);
     if (config_is_null(node))
@@ -275,8 +259,8 @@ static const char *config_string(config_checker *chk, const yaml_tree_node *map,
     return node->value;
 }
 
-static void config_duration(config_checker *chk, const yaml_tree_node *map, const char *name,
-                            const char *dotted, int allow_zero, uint64_t *out)
+void config_duration(config_checker *chk, const yaml_tree_node *map, const char *name,
+                     const char *dotted, int allow_zero, uint64_t *out)
 {
     const yaml_tree_node *node = yaml_tree_map_get(map, name);
     uint64_t ms;
@@ -293,8 +277,8 @@ static void config_duration(config_checker *chk, const yaml_tree_node *map, cons
     *out = ms;
 }
 
-static void config_size(config_checker *chk, const yaml_tree_node *map, const char *name,
-                        const char *dotted, uint64_t *out)
+void config_byte_size(config_checker *chk, const yaml_tree_node *map, const char *name,
+                      const char *dotted, uint64_t *out)
 {
     const yaml_tree_node *node = yaml_tree_map_get(map, name);
     uint64_t bytes;
@@ -328,7 +312,7 @@ static int config_parse_port(const char *text, int *port)
     return 0;
 }
 
-static int config_valid_hostname(const char *host, size_t len)
+int config_valid_hostname(const char *host, size_t len)
 {
     if (len == 0)
         return 0;
@@ -404,7 +388,7 @@ static int config_listen_item(config_checker *chk, const char *key, const yaml_t
     return 0;
 }
 
-static void config_free_strings(char **strings, size_t count)
+void config_free_strings(char **strings, size_t count)
 {
     for (size_t i = 0; i < count; i++)
         free(strings[i]);
@@ -455,9 +439,10 @@ static void config_check_server(config_checker *chk, const yaml_tree_node *root)
         return;
     config_check_keys(chk, server, "server", config_server_keys);
     config_listen(chk, server);
-    config_size(chk, server, "max_body_size", "server.max_body_size", &cfg->max_body_bytes);
-    config_size(chk, server, "max_header_size", "server.max_header_size",
-                &cfg->max_header_bytes);
+    config_byte_size(chk, server, "max_body_size", "server.max_body_size",
+                     &cfg->max_body_bytes);
+    config_byte_size(chk, server, "max_header_size", "server.max_header_size",
+                     &cfg->max_header_bytes);
     config_duration(chk, server, "request_timeout", "server.request_timeout", 0,
                     &cfg->request_timeout_ms);
     config_duration(chk, server, "drain_timeout", "server.drain_timeout", 1,
@@ -518,7 +503,7 @@ static void config_check_plugin_directory(config_checker *chk, const yaml_tree_n
     chk->cfg->plugin_directory = resolved;
 }
 
-static int config_valid_plugin_name(const char *name)
+int config_valid_plugin_name(const char *name)
 {
     size_t len = strlen(name);
     if (len == 0 || len > CONFIG_PLUGIN_NAME_MAX)
@@ -728,7 +713,7 @@ static void config_check_runner(config_checker *chk, const yaml_tree_node *root)
 }
 
 /* "3.5", "4.0.1": [0-9]+(\.[0-9]+)*, at most 32 characters. */
-static int config_valid_spark_version(const char *text)
+int config_valid_spark_version(const char *text)
 {
     size_t len = strlen(text), digits = 0;
     if (len == 0 || len > 32)
@@ -862,7 +847,7 @@ static int config_addresses(config_checker *chk, const yaml_tree_node *node, con
 }
 
 /* [a-z0-9-]{1,63} (with_hyphen) or [a-z0-9]{1,63}: names that appear in host names. */
-static int config_valid_label(const char *text, int with_hyphen)
+int config_valid_label(const char *text, int with_hyphen)
 {
     size_t len = strlen(text);
     if (len == 0 || len > 63)
@@ -893,15 +878,20 @@ static int config_label(config_checker *chk, const yaml_tree_node *map, const ch
     return config_set_string(chk, field, text);
 }
 
+/* A DNS name such as example.team: no '_', no leading or trailing dot. */
+int config_valid_domain(const char *domain)
+{
+    size_t len = strlen(domain);
+    return len <= GATEWAY_PATTERN_MAX && config_valid_hostname(domain, len) &&
+           domain[0] != '.' && domain[len - 1] != '.' && strchr(domain, '_') == NULL;
+}
+
 static void config_gateway_domain(config_checker *chk, const yaml_tree_node *gateway)
 {
     const char *domain = config_string(chk, gateway, "domain", "gateway.domain");
-    size_t len = domain ? strlen(domain) : 0;
     if (domain == NULL)
         return;
-    int ok = len <= GATEWAY_PATTERN_MAX && config_valid_hostname(domain, len) &&
-             domain[0] != '.' && domain[len - 1] != '.' && strchr(domain, '_') == NULL;
-    if (!ok) {
+    if (!config_valid_domain(domain)) {
         config_report(chk, config_where_node(yaml_tree_map_get(gateway, "domain")),
                       "gateway.domain", "expected a DNS name such as example.team, got '%.80s'",
                       domain);
@@ -1087,7 +1077,8 @@ static void config_check_gateway(config_checker *chk, const yaml_tree_node *root
     config_duration(chk, gateway, "session_timeout", "gateway.session_timeout", 0,
                     &cfg->gateway_session_timeout_ms);
     uint64_t message_bytes = 0;
-    config_size(chk, gateway, "max_message_size", "gateway.max_message_size", &message_bytes);
+    config_byte_size(chk, gateway, "max_message_size", "gateway.max_message_size",
+                     &message_bytes);
     if (message_bytes > CONFIG_GRPC_MESSAGE_MAX)
         config_report(chk, config_where_node(yaml_tree_map_get(gateway, "max_message_size")),
                       "gateway.max_message_size",
@@ -1302,6 +1293,7 @@ static void config_check_root(config_checker *chk, const yaml_tree_node *root)
     config_check_spark_versions(chk, root);
     config_check_gateway(chk, root); /* before clusters: gateway.default_region */
     config_check_clusters(chk, root);
+    config_check_provisioning(chk, root); /* after gateway: domain and region defaults */
 }
 
 /* Takes `root`; builds and checks the config; -1 when any problem was added. */
@@ -1470,6 +1462,7 @@ void config_free(config *cfg)
     free(cfg->gateway_domain);
     free(cfg->gateway_default_region);
     config_free_clusters(cfg);
+    config_free_provisioning(&cfg->provisioning);
     free(cfg->source_path);
     yaml_tree_free(cfg->root);
     free(cfg);

@@ -64,6 +64,31 @@
  *       region: eu-west-1          # [a-z0-9-]{1,63}; default gateway.default_region
  *       endpoints: ["10.0.0.5:15002"]   # one per driver, at least one
  *       token: ...                 # the server's own token; or token_file: path (not both)
+ *   provisioning:                  # self-service clusters (POST /api/v1/clusters)
+ *     backend: local               # the backend plugin that runs clusters
+ *     spark_version: "4.0"         # a key of spark_versions (runtime of every cluster)
+ *     domain: example.team         # for endpoint names; default gateway.domain, else "local"
+ *     endpoint_pattern: "sc://{team}-{env}-{region}.{domain}:15002"
+ *     hosts_file: /var/lib/sparkplane/clusters.hosts   # optional; names of RUNNING clusters
+ *     hosts_address: 127.0.0.1     # the address the hosts file gives every name (the gateway)
+ *     start_timeout: 10m           # PROVISIONING longer than this -> FAILED
+ *     reap_interval: 10s           # TTL reaper and hot-pool refill period
+ *     environments:                # name -> TTL bounds and warm clusters per region by size
+ *       dev:     {default_ttl: 8h,  max_ttl: 7d,  warm: {small: 0}}
+ *       staging: {default_ttl: 24h, max_ttl: 30d, warm: {small: 1}}
+ *       ci:      {default_ttl: 2h,  max_ttl: 1d,  warm: {}}
+ *       prod:    {default_ttl: 7d,  max_ttl: persistent, warm: {small: 3}}
+ *     regions:                     # name -> {fallback: other region} (discovery)
+ *       local: {}                  # default: gateway.default_region only
+ *     sizes:                       # name -> resources (defaults small, medium, large, xlarge)
+ *       small: {driver: {cores: 1, memory: 1g}, executors: 1, executor: {cores: 1, memory: 1g}}
+ *     catalogs:                    # name -> spark.sql.* settings; values may use {team} {env} {region}
+ *       pedregal: {spark.sql.catalog.pedregal: org.apache.iceberg.spark.SparkCatalog, ...}
+ *     spark_conf: {}               # static settings every cluster starts with (spark.jars, ...)
+ *     quotas:
+ *       default: {clusters: 5, cores: 64}   # per team, over its live clusters
+ *       teams: {feature-eng: {clusters: 10, cores: 128}}
+ *     pool_budget: {cores: 0, memory: 0}    # all warm clusters together; 0 cores = no hot pools
  */
 #ifndef SPARKPLANE_CORE_CONFIG_H
 #define SPARKPLANE_CORE_CONFIG_H
@@ -111,6 +136,79 @@ typedef struct config_cluster {
     int line;
     int column;
 } config_cluster;
+
+
+/* ---- provisioning -------------------------------------------------------- */
+
+typedef struct config_kv {
+    char *key;
+    char *value;
+} config_kv;
+
+typedef struct config_size {        /* provisioning.sizes.<name> */
+    char *name;
+    uint64_t driver_cores;
+    uint64_t driver_memory_mib;
+    uint64_t executors;             /* >= 1 */
+    uint64_t executor_cores;
+    uint64_t executor_memory_mib;
+} config_size;
+
+typedef struct config_warm {        /* environments.<env>.warm.<size>: count */
+    char *size;                     /* a name in sizes */
+    uint64_t count;                 /* per region */
+} config_warm;
+
+typedef struct config_environment {
+    char *name;                     /* [a-z0-9]{1,63} */
+    uint64_t default_ttl_s;         /* 0 = persistent */
+    uint64_t max_ttl_s;             /* 0 = no bound (persistent allowed) */
+    config_warm *warm;
+    size_t warm_count;
+} config_environment;
+
+typedef struct config_region {
+    char *name;                     /* [a-z0-9-]{1,63} */
+    char *fallback;                 /* another region's name, or NULL */
+} config_region;
+
+typedef struct config_catalog {
+    char *name;                     /* [a-z0-9_]{1,63} */
+    config_kv *conf;                /* keys start with "spark.sql."; values may hold {team} {env} {region} */
+    size_t conf_count;
+} config_catalog;
+
+typedef struct config_quota {
+    char *team;                     /* NULL for quotas.default */
+    uint64_t clusters;
+    uint64_t cores;
+} config_quota;
+
+typedef struct config_provisioning {
+    char *backend;                  /* "local" */
+    char *spark_version;            /* "4.0"; must be in spark_versions when clusters start */
+    char *domain;                   /* gateway.domain, else "local" */
+    char *endpoint_pattern;         /* must contain {team}; may use {env} {region} {domain} */
+    char *hosts_file;               /* resolved path or NULL */
+    char *hosts_address;            /* "127.0.0.1" */
+    uint64_t start_timeout_ms;
+    uint64_t reap_interval_ms;
+    config_environment *environments;
+    size_t environment_count;
+    config_region *regions;
+    size_t region_count;
+    config_size *sizes;
+    size_t size_count;
+    config_catalog *catalogs;
+    size_t catalog_count;
+    config_kv *spark_conf;
+    size_t spark_conf_count;
+    config_quota default_quota;
+    config_quota *team_quotas;
+    size_t team_quota_count;
+    uint64_t pool_budget_cores;     /* 0: no warm clusters */
+    uint64_t pool_budget_memory_mib;/* 0: no memory bound */
+} config_provisioning;
 
 typedef struct config {
     char **listen;                  /* "host:port" */
@@ -162,6 +260,7 @@ typedef struct config {
 
     config_cluster *clusters;       /* in document order */
     size_t cluster_count;
+    config_provisioning provisioning;   /* always filled: defaults when the section is absent */
 
     char *source_path;              /* the main file */
     yaml_tree_node *root;           /* merged tree, owns every node */
@@ -184,6 +283,14 @@ void config_free(config *cfg);
 
 /* The runtime for a spark_version, or NULL. */
 const config_spark_version *config_find_spark_version(const config *cfg, const char *version);
+
+/* Lookups in cfg->provisioning, NULL when absent. */
+const config_environment *config_find_environment(const config *cfg, const char *name);
+const config_region *config_find_region(const config *cfg, const char *name);
+const config_size *config_find_size(const config *cfg, const char *name);
+const config_catalog *config_find_catalog(const config *cfg, const char *name);
+/* The team's quota: its own entry, else quotas.default. */
+const config_quota *config_team_quota(const config *cfg, const char *team);
 
 /* Splits "host:port" / "[v6]:port"; 0 on success. */
 int config_split_listen(const char *address, char *host, size_t host_size, int *port);

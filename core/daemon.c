@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "auth_chain.h"
+#include "clusters.h"
 #include "gateway.h"
 #include "host_api.h"
 #include "log.h"
@@ -146,11 +147,15 @@ int daemon_start(daemon_state *daemon, config *cfg, diag_list *problems)
         return -1;
     rest_system_routes(daemon->rest);
     rest_jobs_routes(daemon->rest);
+    rest_clusters_routes(daemon->rest);
     rest_openapi_routes(daemon->rest);
     if (rest_server_configure(daemon->rest, cfg, problems) != 0)
         return -1;
     daemon->gateway = gateway_new(daemon);
     if (daemon->gateway == NULL || gateway_configure(daemon->gateway, cfg, problems) != 0)
+        return -1;
+    daemon->clusters = clusters_new(daemon);
+    if (daemon->clusters == NULL || clusters_configure(daemon->clusters, cfg, problems) != 0)
         return -1;
     if (daemon_watch_signals(daemon) != 0) {
         diag_add(problems, "cannot watch signals");
@@ -158,6 +163,7 @@ int daemon_start(daemon_state *daemon, config *cfg, diag_list *problems)
     }
 
     runner_start(daemon->jobs);
+    clusters_start(daemon->clusters);
     daemon->ready = 1;
     log_msg(SP_LOG_INFO, "core", "sparkplaned %s ready: %zu plugin(s), ABI %d.%d",
             PACKAGE_VERSION, plugin_set_count(daemon->plugins), SP_ABI_MAJOR, SP_ABI_MINOR);
@@ -202,6 +208,8 @@ void daemon_reload(daemon_state *daemon)
     config_free(old_cfg);
     log_configure(cfg->log_level, cfg->log_format);
     runner_plugins_changed(daemon->jobs);
+    clusters_configure(daemon->clusters, cfg, &problems);
+    clusters_plugins_changed(daemon->clusters);
     log_msg(SP_LOG_INFO, "core", "reloaded: %zu plugin(s)", plugin_set_count(set));
     metrics_add(metrics_register(SP_METRIC_COUNTER, "sparkplane_config_reloads_total",
                                  "Configuration reloads by result.", "result=\"ok\""),
@@ -258,6 +266,7 @@ void daemon_begin_drain(daemon_state *daemon)
     }
     rest_server_close_listeners(daemon->rest);
     gateway_close_listeners(daemon->gateway);
+    clusters_drain(daemon->clusters);
     daemon->drain_started_at = daemon_monotonic_seconds();
     daemon->drain_timer = event_new(daemon->base, -1, EV_PERSIST, daemon_on_drain_tick, daemon);
     struct timeval tick = {.tv_sec = 0, .tv_usec = DAEMON_DRAIN_POLL_MS * 1000};
@@ -274,6 +283,7 @@ void daemon_stop(daemon_state *daemon)
         event_free(daemon->sigterm);
     if (daemon->sigint)
         event_free(daemon->sigint);
+    clusters_free(daemon->clusters);     /* its calls use the gateway's connections */
     gateway_free(daemon->gateway);
     rest_server_free(daemon->rest);
     runner_free(daemon->jobs);

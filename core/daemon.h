@@ -30,6 +30,7 @@ typedef struct daemon_state {
     rest_server *rest;
     runner *jobs;                   /* the batch job runner */
     struct gateway *gateway;        /* the Spark Connect gateway */
+    struct clusters *clusters;      /* provisioned clusters (POST /api/v1/clusters) */
     int ready;                      /* store open and plugins initialised */
     int draining;
     double started_at;              /* unix seconds */

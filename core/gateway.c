@@ -450,14 +450,62 @@ static void gateway_on_housekeeping(evutil_socket_t fd, short what, void *arg)
                                            gw->session_timeout_ms);
     if (ended > 0)
         log_msg(SP_LOG_DEBUG, "gateway", "%zu idle or released sessions unpinned", ended);
-    for (size_t i = 0; i < cluster_registry_count(gw->registry); i++) {
+    uint64_t now = gateway_now_ms();
+    for (size_t i = cluster_registry_count(gw->registry); i-- > 0;) {
         const cluster_entry *cluster = cluster_registry_at(gw->registry, i);
+        if (cluster->ended != NULL) {
+            if (now - cluster->ended_at_ms >= GATEWAY_ENDED_KEEP_MS)
+                cluster_registry_remove(gw->registry, cluster->id);
+            continue;
+        }
         for (size_t e = 0; e < cluster->endpoint_count; e++) {
             if (!cluster->endpoints[e].healthy)
                 gateway_upstream_probe(gw->pool, cluster->endpoints[e].address);
         }
     }
     gateway_publish_sessions(gw);
+}
+
+/* ---- provisioned clusters ------------------------------------------------------------- */
+
+int gateway_cluster_put(gateway *gw, const cluster_entry *entry, char *err, size_t err_size)
+{
+    if (gw->registry == NULL && (gw->registry = cluster_registry_new()) == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    const cluster_entry *holder = cluster_registry_find_placement(
+        gw->registry, entry->team, entry->environment, entry->region);
+    if (holder != NULL && holder->ended != NULL && strcmp(holder->id, entry->id) != 0)
+        cluster_registry_remove(gw->registry, holder->id);
+    cluster_entry copy = *entry;
+    copy.provisioned = 1;
+    return cluster_registry_put(gw->registry, &copy, err, err_size);
+}
+
+void gateway_cluster_end(gateway *gw, const char *id, const char *reason)
+{
+    char err[256];
+    const cluster_entry *cluster = gw->registry ? cluster_registry_find(gw->registry, id) : NULL;
+    if (cluster == NULL || cluster->ended != NULL)
+        return;
+    cluster_entry copy = *cluster;
+    copy.ended = (char *)reason;
+    copy.ended_at_ms = gateway_now_ms();
+    if (cluster_registry_put(gw->registry, &copy, err, sizeof(err)) != 0) {
+        log_msg(SP_LOG_WARN, "gateway", "cluster '%s' removed without its reason: %s", id, err);
+        cluster_registry_remove(gw->registry, id);
+    }
+}
+
+const cluster_registry *gateway_registry(const gateway *gw)
+{
+    return gw->registry;
+}
+
+gateway_upstream_pool *gateway_pool(gateway *gw)
+{
+    return gw->pool;
 }
 
 /*
@@ -480,9 +528,9 @@ static void gateway_apply_routes(gateway *gw, cluster_registry *registry,
         return;
     }
     for (size_t i = cluster_registry_count(gw->registry); i-- > 0;) {
-        const char *id = cluster_registry_at(gw->registry, i)->id;
-        if (cluster_registry_find(registry, id) == NULL)
-            cluster_registry_remove(gw->registry, id);
+        const cluster_entry *entry = cluster_registry_at(gw->registry, i);
+        if (!entry->provisioned && cluster_registry_find(registry, entry->id) == NULL)
+            cluster_registry_remove(gw->registry, entry->id);
     }
     for (size_t i = 0; i < cluster_registry_count(registry); i++) {
         const cluster_entry *entry = cluster_registry_at(registry, i);

@@ -50,6 +50,22 @@ size_t gateway_in_flight(const gateway *gw);
 
 void gateway_free(gateway *gw);
 
+/*
+ * Provisioned clusters (core/clusters.c).  put adds or replaces one
+ * (entry->provisioned is forced to 1; a terminated cluster still holding
+ * the placement gives way); config reloads leave provisioned clusters
+ * alone.  end marks one terminated: it takes no new requests, and for an
+ * hour every request that names it (by id or host) gets NOT_FOUND with
+ * `reason`, so a notebook whose cluster expired reads why.
+ */
+struct cluster_entry;
+int gateway_cluster_put(gateway *gw, const struct cluster_entry *entry, char *err,
+                        size_t err_size);
+void gateway_cluster_end(gateway *gw, const char *id, const char *reason);
+/* The live registry (read only) and the upstream pool, for discovery and Config calls. */
+const struct cluster_registry *gateway_registry(const gateway *gw);
+struct gateway_upstream_pool *gateway_pool(gateway *gw);
+
 /* Percent-encodes a grpc-message value (gRPC over HTTP/2 spec). */
 void gateway_encode_grpc_message(const char *message, char *out, size_t out_size);
 

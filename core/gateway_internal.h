@@ -35,7 +35,9 @@
 #define GATEWAY_RELEASE_SESSION_PATH GATEWAY_SERVICE_PREFIX "ReleaseSession"
 #define GATEWAY_HOUSEKEEPING_MS 1000u   /* session expiry, driver probes, gauges */
 #define GATEWAY_LINGER_MS 2000u         /* how long a closing connection waits for the FIN */
-#define GATEWAY_AUTH_REUSE_MS 1000u     /* a connection's last good credentials, reused this long */
+#define GATEWAY_AUTH_REUSE_MS 1000u
+#define GATEWAY_ENDED_KEEP_MS (3600u * 1000u)  /* a terminated cluster's reason stays this long */
+#define GATEWAY_PREFLIGHT_MS 30000u    /* a new session's catalog settings must be set within */     /* a connection's last good credentials, reused this long */
 
 typedef struct gateway_conn gateway_conn;
 typedef struct gateway_stream gateway_stream;
@@ -53,6 +55,7 @@ struct gateway_stream {
     gateway_stream *next;
     gateway_headers request_headers;
     gateway_upstream_stream *up;        /* NULL before routing and after it closed */
+    struct sc_call *preflight;          /* setting a new session's catalogs; `up` opens after */
     struct evbuffer *request_body;      /* client -> upstream, within our window */
     int request_ended;
     struct evbuffer *response_body;     /* upstream -> client, within its window */

@@ -31,6 +31,7 @@
  * Nothing here sends or frees a connection: that happens at the top of the loop in gateway.c.
  */
 #include "gateway_internal.h"
+#include "spark_connect_call.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -171,6 +172,8 @@ static size_t gateway_stream_credit(gateway_stream *stream, size_t sent)
 
 void gateway_stream_free(gateway_stream *stream)
 {
+    sc_call_cancel(stream->preflight);
+    stream->preflight = NULL;
     gateway_conn *conn = stream->conn;
     if (stream->up) {
         gateway_upstream_cancel(stream->up);
@@ -457,7 +460,15 @@ static int gateway_route_stream(gateway_stream *stream, const sp_principal *prin
         return status;
     snprintf(stream->cluster, sizeof(stream->cluster), "%s", cluster->id);
     snprintf(stream->team, sizeof(stream->team), "%s", cluster->team);
-    return gateway_route_authorize(principal, cluster, message, message_size);
+    status = gateway_route_authorize(principal, cluster, message, message_size);
+    if (status == GATEWAY_GRPC_OK && cluster->ended != NULL) {
+        /* after the team check: another team learns nothing about it */
+        snprintf(message, message_size,
+                 "cluster '%s' was terminated (%s); create a new one with POST /api/v1/clusters",
+                 cluster->id, cluster->ended);
+        status = GATEWAY_GRPC_NOT_FOUND;
+    }
+    return status;
 }
 
 /* The per-cluster series this stream counts itself in. */
@@ -539,15 +550,84 @@ static void gateway_start_request(gateway_stream *stream)
         gateway_answer_error(stream, GATEWAY_GRPC_UNAVAILABLE, "gateway out of memory");
 }
 
+/* Opens the upstream stream to the chosen driver with the request headers.  0, or -1 when
+ * the request was refused. */
+static int gateway_connect_upstream(gateway_stream *stream, const cluster_entry *cluster)
+{
+    gateway *gw = stream->conn->gw;
+    char message[768];
+    char bearer[CLUSTER_REGISTRY_TOKEN_MAX + 16];
+    size_t count = 0;
+    nghttp2_nv *nva = gateway_upstream_headers(stream, cluster->token, bearer, sizeof(bearer),
+                                               &count);
+    if (nva)
+        stream->up = gateway_upstream_open(gw->pool, stream->endpoint, nva, count,
+                                           &gateway_up_ops, stream, message, sizeof(message));
+    free(nva);
+    if (stream->up == NULL) {
+        gateway_refuse_request(stream, GATEWAY_GRPC_UNAVAILABLE,
+                               nva ? message : "gateway out of memory");
+        return -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &stream->opened);
+    return 0;
+}
+
+/* The new session's catalog settings are in (or not): open upstream and let the request's
+ * bytes, held meanwhile within the client's window, go. */
+static void gateway_preflight_done(void *arg, int grpc_status, const char *why,
+                                   const json_t *pairs)
+{
+    (void)pairs;
+    gateway_stream *stream = arg;
+    gateway *gw = stream->conn->gw;
+    char message[768];
+    stream->preflight = NULL;
+    const cluster_entry *cluster = cluster_registry_find(gw->registry, stream->cluster);
+    if (grpc_status != 0 || cluster == NULL) {
+        gateway_session_key key = {stream->cluster, stream->principal.subject,
+                                   stream->session_id};
+        gateway_sessions_forget(gw->sessions, gw->registry, &key);
+        snprintf(message, sizeof(message),
+                 "cluster '%s': the new session's catalog settings could not be set (%s)",
+                 stream->cluster, cluster ? why : "the cluster was removed");
+        log_msg(SP_LOG_WARN, "gateway", "%s", message);
+        gateway_refuse_request(stream, grpc_status ? grpc_status : GATEWAY_GRPC_UNAVAILABLE,
+                               message);
+        return;
+    }
+    if (gateway_connect_upstream(stream, cluster) != 0)
+        return;
+    gateway_upstream_resume(stream->up);
+}
+
+/* A new session on a cluster with session settings: set them first.  0 when started. */
+static int gateway_start_preflight(gateway_stream *stream, const cluster_entry *cluster)
+{
+    gateway *gw = stream->conn->gw;
+    char err[256];
+    stream->preflight = sc_call_config_set(
+        gw->daemon->base, gw->pool, stream->endpoint, cluster->token, stream->session_id,
+        stream->principal.subject, cluster->session_conf, GATEWAY_PREFLIGHT_MS,
+        gateway_preflight_done, stream, err, sizeof(err));
+    if (stream->preflight == NULL) {
+        char message[512];
+        snprintf(message, sizeof(message), "cluster '%s': %s", stream->cluster, err);
+        gateway_refuse_request(stream, GATEWAY_GRPC_UNAVAILABLE, message);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * Picks the driver for the request's session (session_id "" for none) and opens the
- * upstream stream with the request headers.  0, or -1 when the request was refused.
+ * upstream stream with the request headers - after setting the cluster's session settings
+ * when this request starts a new session.  0, or -1 when the request was refused.
  */
 static int gateway_open_upstream(gateway_stream *stream, const char *session_id)
 {
     gateway *gw = stream->conn->gw;
     char message[768];
-    char bearer[CLUSTER_REGISTRY_TOKEN_MAX + 16];
     const cluster_entry *cluster = cluster_registry_find(gw->registry, stream->cluster);
     if (cluster == NULL) {
         snprintf(message, sizeof(message), "cluster '%s' was removed", stream->cluster);
@@ -565,20 +645,9 @@ static int gateway_open_upstream(gateway_stream *stream, const char *session_id)
     }
     stream->pinned = 1;
     snprintf(stream->session_id, sizeof(stream->session_id), "%s", session_id);
-    size_t count = 0;
-    nghttp2_nv *nva = gateway_upstream_headers(stream, cluster->token, bearer, sizeof(bearer),
-                                               &count);
-    if (nva)
-        stream->up = gateway_upstream_open(gw->pool, stream->endpoint, nva, count,
-                                           &gateway_up_ops, stream, message, sizeof(message));
-    free(nva);
-    if (stream->up == NULL) {
-        gateway_refuse_request(stream, GATEWAY_GRPC_UNAVAILABLE,
-                               nva ? message : "gateway out of memory");
-        return -1;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &stream->opened);
-    return 0;
+    if (stream->fresh_pin && session_id[0] && cluster->session_conf != NULL)
+        return gateway_start_preflight(stream, cluster);
+    return gateway_connect_upstream(stream, cluster);
 }
 
 /* ---- the first message's prefix: who the request claims to be ------------------------- */
@@ -588,6 +657,8 @@ static int gateway_open_upstream(gateway_stream *stream, const char *session_id)
 static void gateway_refuse_request(gateway_stream *stream, int grpc_status, const char *message)
 {
     size_t unforwarded = gateway_stream_unforwarded(stream);
+    sc_call_cancel(stream->preflight);
+    stream->preflight = NULL;
     if (stream->up) {
         gateway_upstream_cancel(stream->up);
         stream->up = NULL;
@@ -786,7 +857,7 @@ int gateway_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         gateway_start_request(stream);
     char cut_off[256];
-    int framing = stream->request_ended && (stream->prefix || stream->up)
+    int framing = stream->request_ended && (stream->prefix || stream->up || stream->preflight)
                       ? gateway_grpc_meter_finish(&stream->framing, cut_off, sizeof(cut_off))
                       : 0;
     if (framing != 0 && stream->prefix == NULL) {
@@ -818,18 +889,20 @@ int gateway_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t strea
     gateway_stream *stream = nghttp2_session_get_stream_user_data(session, stream_id);
     if (stream && stream->stats)
         metrics_add(stream->stats->bytes_request, (double)len);
-    if (stream && (stream->prefix || stream->up) && gateway_request_too_large(stream, data, len))
+    if (stream && (stream->prefix || stream->up || stream->preflight) &&
+        gateway_request_too_large(stream, data, len))
         stream = NULL;      /* refused */
     if (stream && stream->prefix && gateway_read_prefix(stream, &data, &len) != 0)
         stream = NULL;      /* refused: the rest of the chunk is discarded below */
-    if (stream == NULL || stream->up == NULL) {
+    if (stream == NULL || (stream->up == NULL && stream->preflight == NULL)) {
         if (len > 0)
             nghttp2_session_consume(session, stream_id, len);   /* answered already: discard */
         return 0;
     }
     if (len > 0 && evbuffer_add(stream->request_body, data, len) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    gateway_upstream_resume(stream->up);
+    if (stream->up)     /* else held until the preflight is done */
+        gateway_upstream_resume(stream->up);
     return 0;
 }
 

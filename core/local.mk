@@ -13,9 +13,12 @@ core_libsparkplane_core_la_SOURCES = \
 	core/auth_chain.c core/auth_chain.h \
 	core/store.c core/store.h \
 	core/store_jobs.c core/store_jobs.h core/store_internal.h \
+	core/store_clusters.c \
 	core/job_spec.c core/job_spec.h \
 	core/runner.c core/runner.h \
 	core/rest_jobs.c \
+	core/rest_clusters.c \
+	core/principal.c core/principal.h \
 	core/rest_openapi.c \
 	core/http_client.c core/http_client.h \
 	core/process.c core/process.h \
@@ -75,3 +78,12 @@ core_libsparkplane_core_la_LIBADD += $(LIBEVENT_OPENSSL_LIBS)
 
 # Spark Connect gateway: per-connection abuse budgets, timeouts, gRPC framing (pure logic).
 core_libsparkplane_core_la_SOURCES += core/gateway_guard.c core/gateway_guard.h
+
+# Provisioned clusters: lifecycle, hot pools, TTL reaper, discovery (clusters.h).
+core_libsparkplane_core_la_SOURCES += core/clusters.c core/clusters.h \
+	core/store_clusters.h core/cluster_spec.h
+
+# Self-service clusters: the provisioning: section and request checks (pure logic).
+core_libsparkplane_core_la_SOURCES += \
+	core/config_provisioning.c core/config_internal.h \
+	core/cluster_spec.c

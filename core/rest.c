@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "auth_chain.h"
@@ -416,6 +417,89 @@ void rest_reply_error(rest_request *request, int status, const char *code, const
                       json_t *details)
 {
     rest_reply_json(request, status, rest_error_body(code, message, details));
+}
+
+void rest_reply_invalid(rest_request *request, const char *field, const char *message)
+{
+    json_t *details = field != NULL && field[0] != '\0' ? json_pack("{s:s}", "field", field) : NULL;
+    rest_reply_error(request, 400, "invalid_request", message, details);
+}
+
+/* ---- reading requests ------------------------------------------------ */
+
+json_t *rest_read_json_body(rest_request *request)
+{
+    struct evbuffer *input = evhttp_request_get_input_buffer(request->http);
+    size_t len = input ? evbuffer_get_length(input) : 0;
+    const char *data = len ? (const char *)evbuffer_pullup(input, -1) : NULL;
+    json_error_t jerr;
+    char message[512];
+    if (data == NULL) {
+        rest_reply_error(request, 400, "invalid_json",
+                         "the request body is empty; expected a JSON object", NULL);
+        return NULL;
+    }
+    json_t *body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (body != NULL)
+        return body;
+    snprintf(message, sizeof(message), "the body is not valid JSON: %s at line %d, column %d",
+             jerr.text, jerr.line, jerr.column);
+    rest_reply_error(request, 400, "invalid_json", message,
+                     json_pack("{s:i, s:i, s:i}", "line", jerr.line, "column", jerr.column,
+                               "position", jerr.position));
+    return NULL;
+}
+
+json_t *rest_read_json_object(rest_request *request)
+{
+    static const char *const type_names[] = {
+        [JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array", [JSON_STRING] = "a string",
+        [JSON_INTEGER] = "a number", [JSON_REAL] = "a number",  [JSON_TRUE] = "true",
+        [JSON_FALSE] = "false",      [JSON_NULL] = "null",
+    };
+    json_t *body = rest_read_json_body(request);
+    if (body == NULL || json_is_object(body))
+        return body;
+    char message[128];
+    snprintf(message, sizeof(message), "the request body must be a JSON object, not %s",
+             type_names[json_typeof(body)]);
+    rest_reply_invalid(request, NULL, message);
+    json_decref(body);
+    return NULL;
+}
+
+const char *rest_header(rest_request *request, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(request->http), name);
+}
+
+int rest_query_load(rest_request *request, const char *const *known, struct evkeyvalq *params)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(request->http);
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    char message[256];
+    TAILQ_INIT(params);
+    if (query == NULL || query[0] == '\0')
+        return 0;
+    if (evhttp_parse_query_str(query, params) != 0) {
+        rest_reply_error(request, 400, "invalid_query", "the query string is malformed", NULL);
+        return -1;
+    }
+    for (struct evkeyval *p = params->tqh_first; p != NULL; p = p->next.tqe_next) {
+        int known_name = 0;
+        for (size_t i = 0; known[i] != NULL; i++)
+            known_name |= strcmp(known[i], p->key) == 0;
+        if (!known_name)
+            snprintf(message, sizeof(message), "%.60s: unknown query parameter", p->key);
+        else if (evhttp_find_header(params, p->key) != p->value)
+            snprintf(message, sizeof(message), "%.60s: given more than once", p->key);
+        else
+            continue;
+        rest_reply_invalid(request, p->key, message);
+        evhttp_clear_headers(params);
+        return -1;
+    }
+    return 0;
 }
 
 void rest_reply_text(rest_request *request, int status, const char *content_type,

@@ -57,6 +57,8 @@ void rest_reply_json(rest_request *request, int status, json_t *body);
 /* {"error":{"code","message","details"?}} with the status; details may be NULL (stolen). */
 void rest_reply_error(rest_request *request, int status, const char *code, const char *message,
                       json_t *details);
+/* 400 invalid_request with details {"field": field} when field is set ("" or NULL: none). */
+void rest_reply_invalid(rest_request *request, const char *field, const char *message);
 /* A non-JSON answer (Prometheus text on /metrics); `body` is drained. */
 void rest_reply_text(rest_request *request, int status, const char *content_type,
                      struct evbuffer *body);
@@ -78,11 +80,36 @@ void rest_reply_stream_end(rest_request *request);
 /* Builds the error document (unit tests). */
 json_t *rest_error_body(const char *code, const char *message, json_t *details);
 
+/*
+ * Reading a request.  Each returns what it read, or answers the request
+ * (400) and returns NULL / -1, so a handler just stops.
+ *
+ * rest_read_json_body: the body as JSON (duplicate keys refused); empty or
+ * malformed is 400 invalid_json, naming line and column.
+ * rest_read_json_object: the same, and anything but an object is 400
+ * invalid_request.
+ * rest_query_load: the query string into `params` (free with
+ * evhttp_clear_headers); a name not in the NULL-terminated `known` list,
+ * or given twice, is 400 invalid_request naming it.
+ */
+json_t *rest_read_json_body(rest_request *request);
+json_t *rest_read_json_object(rest_request *request);
+int rest_query_load(rest_request *request, const char *const *known, struct evkeyvalq *params);
+/* A request header, or NULL. */
+const char *rest_header(rest_request *request, const char *name);
+
 /* The daemon's own routes: /healthz, /readyz, /metrics, /api/v1/version, /api/v1/whoami. */
 void rest_system_routes(rest_server *server);
 
 /* /api/v1/jobs: submit, get, list, cancel, events, logs (rest_jobs.c). */
 void rest_jobs_routes(rest_server *server);
+
+/*
+ * /api/v1/clusters (also under /api/v1/spark-connect-clusters) and
+ * /api/v1/discovery: create, list, get, delete, scale, ttl, events
+ * (rest_clusters.c).
+ */
+void rest_clusters_routes(rest_server *server);
 
 /* GET /api/v1/openapi.json, the API's OpenAPI 3.0 document (rest_openapi.c). */
 void rest_openapi_routes(rest_server *server);

@@ -32,10 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/queue.h>
 
 #include "daemon.h"
 #include "job_spec.h"
+#include "principal.h"
 #include "rest.h"
 #include "runner.h"
 #include "store_jobs.h"
@@ -57,45 +57,17 @@ static const char *const jobs_list_params[] = {"team", "state", "name", "limit",
                                                NULL};
 static const char *const jobs_logs_params[] = {"offset", "limit", "follow", NULL};
 
-/* ---- who may see what ------------------------------------------------- */
-
-static int jobs_sees_all_teams(const sp_principal *p)
-{
-    if (strcmp(p->role, "admin") != 0)
-        return 0;
-    for (uint32_t i = 0; i < p->team_count && i < SP_PRINCIPAL_MAX_TEAMS; i++)
-        if (strcmp(p->teams[i], "*") == 0)
-            return 1;
-    return 0;
-}
-
-static int jobs_in_team(const sp_principal *p, const char *team)
-{
-    if (team == NULL)
-        return 0;
-    if (jobs_sees_all_teams(p))
-        return 1;
-    for (uint32_t i = 0; i < p->team_count && i < SP_PRINCIPAL_MAX_TEAMS; i++)
-        if (strcmp(p->teams[i], team) == 0)
-            return 1;
-    return 0;
-}
+/* ---- who may see what (principal.h) ------------------------------------ */
 
 /* 0, or answers 403 for a viewer and returns -1. */
 static int jobs_require_writer(rest_request *request, const char *action)
 {
-    if (strcmp(request->principal->role, "viewer") != 0)
+    if (principal_may_write(request->principal))
         return 0;
     char message[128];
     snprintf(message, sizeof(message), "the viewer role may read jobs but not %s them", action);
     rest_reply_error(request, 403, "forbidden", message, NULL);
     return -1;
-}
-
-static void jobs_reply_invalid(rest_request *request, const char *field, const char *message)
-{
-    json_t *details = field && field[0] ? json_pack("{s:s}", "field", field) : NULL;
-    rest_reply_error(request, 400, "invalid_request", message, details);
 }
 
 static void jobs_reply_not_found(rest_request *request, const char *id)
@@ -137,8 +109,8 @@ static json_t *jobs_load_visible(rest_request *request)
         rest_reply_error(request, 500, "internal", "the job store failed", NULL);
         return NULL;
     }
-    if (rc == 1 || !jobs_in_team(request->principal,
-                                 json_string_value(json_object_get(job, "team")))) {
+    if (rc == 1 ||
+        !principal_in_team(request->principal, json_string_value(json_object_get(job, "team")))) {
         json_decref(job);
         jobs_reply_not_found(request, id);
         return NULL;
@@ -147,37 +119,6 @@ static json_t *jobs_load_visible(rest_request *request)
 }
 
 /* ---- query strings ---------------------------------------------------- */
-
-/* Parses the query into `params`; refuses unknown and repeated names. 0 or answered. */
-static int jobs_query_load(rest_request *request, const char *const *known,
-                           struct evkeyvalq *params)
-{
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(request->http);
-    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-    char message[256];
-    TAILQ_INIT(params);
-    if (query == NULL || query[0] == '\0')
-        return 0;
-    if (evhttp_parse_query_str(query, params) != 0) {
-        rest_reply_error(request, 400, "invalid_query", "the query string is malformed", NULL);
-        return -1;
-    }
-    for (struct evkeyval *p = params->tqh_first; p != NULL; p = p->next.tqe_next) {
-        int known_name = 0;
-        for (size_t i = 0; known[i] != NULL; i++)
-            known_name |= strcmp(known[i], p->key) == 0;
-        if (!known_name)
-            snprintf(message, sizeof(message), "%.60s: unknown query parameter", p->key);
-        else if (evhttp_find_header(params, p->key) != p->value)
-            snprintf(message, sizeof(message), "%.60s: given more than once", p->key);
-        else
-            continue;
-        jobs_reply_invalid(request, p->key, message);
-        evhttp_clear_headers(params);
-        return -1;
-    }
-    return 0;
-}
 
 /* An integer parameter from min to max, *out unchanged when absent; 0 or answered. */
 static int jobs_query_integer(rest_request *request, struct evkeyvalq *params, const char *name,
@@ -194,7 +135,7 @@ static int jobs_query_integer(rest_request *request, struct evkeyvalq *params, c
     char message[160];
     snprintf(message, sizeof(message), "%s: expected an integer from %" PRId64 " to %" PRId64,
              name, min, max);
-    jobs_reply_invalid(request, name, message);
+    rest_reply_invalid(request, name, message);
     return -1;
 }
 
@@ -214,46 +155,21 @@ static int jobs_text_matches(const char *text, size_t max, int upper, const char
 
 /* ---- POST /api/v1/jobs ------------------------------------------------ */
 
-/* The body as JSON, or answers 400 invalid_json and returns NULL. */
-static json_t *jobs_read_body(rest_request *request)
-{
-    struct evbuffer *input = evhttp_request_get_input_buffer(request->http);
-    size_t len = input ? evbuffer_get_length(input) : 0;
-    const char *data = len ? (const char *)evbuffer_pullup(input, -1) : NULL;
-    json_error_t jerr;
-    char message[JOBS_ERROR_SIZE];
-    if (data == NULL) {
-        rest_reply_error(request, 400, "invalid_json",
-                         "the request body is empty; expected a JSON object", NULL);
-        return NULL;
-    }
-    json_t *body = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (body != NULL)
-        return body;
-    snprintf(message, sizeof(message), "the body is not valid JSON: %s at line %d, column %d",
-             jerr.text, jerr.line, jerr.column);
-    rest_reply_error(request, 400, "invalid_json", message,
-                     json_pack("{s:i, s:i, s:i}", "line", jerr.line, "column", jerr.column,
-                               "position", jerr.position));
-    return NULL;
-}
-
 /* The idempotency key from the header and/or the body; 0 or answered. */
 static int jobs_idempotency_key(rest_request *request, const char *body_token, const char **key)
 {
-    const char *header =
-        evhttp_find_header(evhttp_request_get_input_headers(request->http), "Idempotency-Key");
+    const char *header = rest_header(request, "Idempotency-Key");
     *key = body_token;
     if (header == NULL)
         return 0;
     if (!job_spec_idempotency_key_valid(header)) {
-        jobs_reply_invalid(request, "Idempotency-Key",
+        rest_reply_invalid(request, "Idempotency-Key",
                            "Idempotency-Key: must be 1 to 128 characters of A-Z, a-z, 0-9, "
                            "'.', '_', ':' and '-'");
         return -1;
     }
     if (body_token != NULL && strcmp(body_token, header) != 0) {
-        jobs_reply_invalid(request, "idempotency_token",
+        rest_reply_invalid(request, "idempotency_token",
                            "idempotency_token: differs from the Idempotency-Key header; send "
                            "one of them, or the same value in both");
         return -1;
@@ -312,7 +228,7 @@ static void jobs_submit(rest_request *request, json_t *spec, const char *key)
         rest_reply_error(request, 409, "idempotency_conflict", message,
                          json_pack("{s:s}", "idempotency_key", key ? key : ""));
     } else if (rc == SP_INVALID) {
-        jobs_reply_invalid(request, jobs_runner_field(err), err);
+        rest_reply_invalid(request, jobs_runner_field(err), err);
     } else {
         rest_reply_error(request, 500, "internal", err[0] ? err : "the job was not stored",
                          NULL);
@@ -324,11 +240,12 @@ static void jobs_create(rest_request *request)
     json_t *body = NULL, *spec = NULL;
     const char *token = NULL, *key = NULL;
     job_spec_error error;
-    if (jobs_require_writer(request, "submit") != 0 || (body = jobs_read_body(request)) == NULL)
+    if (jobs_require_writer(request, "submit") != 0 ||
+        (body = rest_read_json_body(request)) == NULL)
         return;
     int rc = job_spec_normalise(body, &spec, &token, &error);
     if (rc == SP_INVALID) {
-        jobs_reply_invalid(request, error.field, error.message);
+        rest_reply_invalid(request, error.field, error.message);
         goto done;
     }
     if (rc != SP_OK) {
@@ -336,7 +253,7 @@ static void jobs_create(rest_request *request)
         goto done;
     }
     const char *team = json_string_value(json_object_get(spec, "team"));
-    if (!jobs_in_team(request->principal, team)) {
+    if (!principal_in_team(request->principal, team)) {
         char message[160];
         snprintf(message, sizeof(message), "you are not a member of team '%s'", team);
         rest_reply_error(request, 403, "forbidden", message,
@@ -359,21 +276,21 @@ static int jobs_list_team(rest_request *request, struct evkeyvalq *params, const
     char message[256];
     *team = evhttp_find_header(params, "team");
     if (*team != NULL && !jobs_text_matches(*team, 63, 0, "-")) {
-        jobs_reply_invalid(request, "team", "team: must match [a-z0-9-]{1,63}");
+        rest_reply_invalid(request, "team", "team: must match [a-z0-9-]{1,63}");
         return -1;
     }
-    if (*team != NULL && !jobs_in_team(p, *team)) {
+    if (*team != NULL && !principal_in_team(p, *team)) {
         snprintf(message, sizeof(message), "you are not a member of team '%s'", *team);
         rest_reply_error(request, 403, "forbidden", message, json_pack("{s:s}", "field", "team"));
         return -1;
     }
-    if (*team != NULL || jobs_sees_all_teams(p))
+    if (*team != NULL || principal_sees_all_teams(p))
         return 0;
     if (p->team_count == 1) {
         *team = p->teams[0];
         return 0;
     }
-    jobs_reply_invalid(request, "team",
+    rest_reply_invalid(request, "team",
                        p->team_count == 0 ? "team: required (you belong to no team)"
                                           : "team: required, since you belong to several teams");
     return -1;
@@ -389,20 +306,20 @@ static int jobs_list_filters(rest_request *request, struct evkeyvalq *params,
         if (strcasecmp(state, jobs_states[i]) == 0)
             filter->state = jobs_states[i];
     if (state != NULL && filter->state == NULL) {
-        jobs_reply_invalid(request, "state",
+        rest_reply_invalid(request, "state",
                            "state: expected one of PENDING, SUBMITTED, RUNNING, SUCCEEDED, "
                            "FAILED, CANCELLING, CANCELLED, RETRYING");
         return -1;
     }
     filter->name = evhttp_find_header(params, "name");
     if (filter->name != NULL && !jobs_text_matches(filter->name, 128, 1, "._-")) {
-        jobs_reply_invalid(request, "name", "name: must match [A-Za-z0-9._-]{1,128}");
+        rest_reply_invalid(request, "name", "name: must match [A-Za-z0-9._-]{1,128}");
         return -1;
     }
     filter->page_token = evhttp_find_header(params, "page_token");
     if (filter->page_token != NULL && (filter->page_token[0] == '\0' ||
                                        strlen(filter->page_token) > JOBS_PAGE_TOKEN_MAX)) {
-        jobs_reply_invalid(request, "page_token",
+        rest_reply_invalid(request, "page_token",
                            "page_token: not a token from a previous page");
         return -1;
     }
@@ -416,7 +333,7 @@ static void jobs_list(rest_request *request)
     int64_t limit = JOBS_LIST_DEFAULT_LIMIT;
     json_t *jobs = NULL;
     char *next = NULL;
-    if (jobs_query_load(request, jobs_list_params, &params) != 0)
+    if (rest_query_load(request, jobs_list_params, &params) != 0)
         return;
     if (jobs_list_team(request, &params, &filter.team) != 0 ||
         jobs_list_filters(request, &params, &filter) != 0 ||
@@ -425,7 +342,7 @@ static void jobs_list(rest_request *request)
     filter.limit = (size_t)limit;
     int rc = store_job_list(request->daemon->state, &filter, &jobs, &next);
     if (rc == -2)
-        jobs_reply_invalid(request, "page_token", "page_token: not a token from a previous page");
+        rest_reply_invalid(request, "page_token", "page_token: not a token from a previous page");
     else if (rc != 0)
         rest_reply_error(request, 500, "internal", "the job store failed", NULL);
     else
@@ -656,7 +573,7 @@ static int jobs_logs_params_read(rest_request *request, struct evkeyvalq *params
         return -1;
     *follow = 0;
     if (follow_text != NULL && units_parse_bool(follow_text, follow) != 0) {
-        jobs_reply_invalid(request, "follow", "follow: expected true or false");
+        rest_reply_invalid(request, "follow", "follow: expected true or false");
         return -1;
     }
     return 0;
@@ -668,7 +585,7 @@ static void jobs_logs(rest_request *request)
     int64_t offset = 0, limit = JOBS_LOG_DEFAULT_LIMIT;
     int follow = 0;
     json_t *job;
-    if (jobs_query_load(request, jobs_logs_params, &params) != 0)
+    if (rest_query_load(request, jobs_logs_params, &params) != 0)
         return;
     int ok = jobs_logs_params_read(request, &params, &offset, &limit, &follow) == 0;
     evhttp_clear_headers(&params);

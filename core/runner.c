@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clusters.h"
 #include "daemon.h"
 #include "log.h"
 #include "metrics.h"
@@ -338,7 +339,12 @@ static void runner_on_backend_event(void *host_arg, const char *text)
     json_error_t jerr;
     json_t *event = json_loads(text ? text : "", 0, &jerr);
     const char *id = runner_json_string(event, "id");
-    if (id == NULL) {
+    const char *kind = runner_json_string(event, "kind");
+    if (kind != NULL && strcmp(kind, "cluster") == 0) {
+        /* a backend has one event callback: cluster events go on to their owner */
+        if (r->daemon->clusters)
+            clusters_backend_event(r->daemon->clusters, text);
+    } else if (id == NULL) {
         log_msg(SP_LOG_WARN, "runner", "ignoring a backend event without an id: %.200s",
                 text ? text : "");
     } else if (runner_apply_observation(r, id, event)) {

@@ -183,11 +183,29 @@ static const char store_migration_lineage[] =
     "CREATE INDEX jobs_schedule ON jobs (schedule_id, created_at);\n"
     "ALTER TABLE clusters ADD COLUMN catalogs TEXT NOT NULL DEFAULT '[]';\n";
 
+/*
+ * Migration 4: what provisioning keeps per cluster.  backend_ref is the
+ * name the backend knows it by (a warm cluster keeps it when handed over
+ * under a user's id); pool is set only on warm, unassigned clusters, whose
+ * team is "" - so the (team, environment, region, state) index finds them.
+ */
+static const char store_migration_provisioning[] =
+    "ALTER TABLE clusters ADD COLUMN backend_ref TEXT;\n"
+    "ALTER TABLE clusters ADD COLUMN pool TEXT;\n"            /* "env/region/size" when warm */
+    "ALTER TABLE clusters ADD COLUMN namespace TEXT;\n"
+    "ALTER TABLE clusters ADD COLUMN driver TEXT;\n"          /* host:port once known */
+    "ALTER TABLE clusters ADD COLUMN token TEXT;\n"           /* its Spark Connect token */
+    "ALTER TABLE clusters ADD COLUMN executors INTEGER NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE clusters ADD COLUMN cores INTEGER NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE clusters ADD COLUMN memory_mib INTEGER NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE clusters ADD COLUMN created_by TEXT;\n";
+
 /* Index i holds migration i + 1. Append only. */
 static const store_migration store_migrations[] = {
     {"core tables", store_migration_core},
     {"manifests, schedules and sessions", store_migration_sessions},
     {"job lineage and cluster catalogs", store_migration_lineage},
+    {"cluster provisioning columns", store_migration_provisioning},
 };
 
 #define STORE_MIGRATION_COUNT ((int)(sizeof store_migrations / sizeof store_migrations[0]))

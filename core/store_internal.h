@@ -1,7 +1,8 @@
 /*
- * store_internal.h - what the store's own files (store.c, store_jobs.c)
- * share and nothing else includes: the SQLite handle, the statement cache,
- * the write-transaction helpers and the timestamp shape.
+ * store_internal.h - what the store's own files (store.c, store_jobs.c,
+ * store_clusters.c) share and nothing else includes: the SQLite handle,
+ * the statement cache, the write-transaction helpers and the timestamp
+ * shape.
  *
  * Statements are named by an id and prepared on first use with
  * SQLITE_PREPARE_PERSISTENT; store.c keeps them until store_close, so each
@@ -40,7 +41,24 @@ typedef enum store_sql_id {
     STORE_SQL_IDEMPOTENCY_EXPIRE,
     /* STORE_SQL_JOB_LIST + (STORE_JOB_LIST_* bits) */
     STORE_SQL_JOB_LIST,
-    STORE_SQL_COUNT = STORE_SQL_JOB_LIST + STORE_JOB_LIST_VARIANTS
+    /* store_clusters.c */
+    STORE_SQL_CLUSTER_INSERT = STORE_SQL_JOB_LIST + STORE_JOB_LIST_VARIANTS,
+    STORE_SQL_CLUSTER_GET,
+    STORE_SQL_CLUSTER_STATE,
+    STORE_SQL_CLUSTER_UPDATE,
+    STORE_SQL_CLUSTER_DELETE,
+    STORE_SQL_CLUSTER_TAKE_WARM,
+    STORE_SQL_CLUSTER_EVENT_INSERT,
+    STORE_SQL_CLUSTER_EVENTS,
+    STORE_SQL_CLUSTER_LIST_ALL,
+    STORE_SQL_CLUSTER_LIST_BY_TEAM,
+    STORE_SQL_CLUSTER_USAGE,
+    STORE_SQL_CLUSTER_EXPIRED,
+    STORE_SQL_CLUSTER_KEY_DROP_EXPIRED,
+    STORE_SQL_CLUSTER_KEY_DROP,
+    STORE_SQL_CLUSTER_KEY_GET,
+    STORE_SQL_CLUSTER_KEY_INSERT,
+    STORE_SQL_COUNT
 } store_sql_id;
 
 /* The connection (for sqlite3_errmsg and sqlite3_changes). */
@@ -58,8 +76,7 @@ int store_transaction_commit(store *s);
 /* Harmless when SQLite already rolled back on its own. */
 void store_transaction_rollback(store *s);
 
-/* The schema's timestamp shape for now + `seconds` (capped at 100 years). */
-void store_timestamp_after(uint64_t seconds, char out[32]);
+/* store_timestamp_now / store_timestamp_after: store_jobs.h. */
 
 /* EXPLAIN QUERY PLAN of `sql`, its detail lines joined by "; " (tests). */
 int store_explain(store *s, const char *sql, char *out, size_t out_size);

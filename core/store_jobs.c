@@ -21,6 +21,8 @@
 #include "store_jobs.h"
 #include "store_internal.h"
 
+#include <sparkplane/plugin.h>
+
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,7 +74,7 @@ static const char *const store_jobs_sql[STORE_SQL_COUNT] = {
     [STORE_SQL_IDEMPOTENCY_DROP_EXPIRED_KEY] =
         "DELETE FROM idempotency_keys WHERE team = ?1 AND key = ?2 AND expires_at <= ?3",
     [STORE_SQL_IDEMPOTENCY_DROP_KEY] = "DELETE FROM idempotency_keys WHERE team = ?1 AND key = ?2",
-    [STORE_SQL_IDEMPOTENCY_GET] = "SELECT request_hash, resource_kind, resource_id "
+    [STORE_SQL_IDEMPOTENCY_GET] = "SELECT request_hash, resource_kind, resource_id, expires_at "
                                   "FROM idempotency_keys WHERE team = ?1 AND key = ?2",
     [STORE_SQL_IDEMPOTENCY_INSERT] =
         "INSERT INTO idempotency_keys (team, key, request_hash, resource_kind, resource_id, "
@@ -839,6 +841,35 @@ int store_jobs_count(store *s, const char *const *states, const char *team, cons
         *count_out = sqlite3_column_int64(stmt, 0);
         result = 0;
     }
+done:
+    store_statement_done(stmt);
+    return result;
+}
+
+int store_idempotency_lookup(store *s, const char *team, const char *key, char kind_out[16],
+                             char id_out[128], char hash_out[65])
+{
+    char now[32];
+    store_timestamp_now(now);
+    sqlite3_stmt *stmt = store_jobs_statement(s, STORE_SQL_IDEMPOTENCY_GET);
+    const char *texts[] = {team, key};
+    int result = SP_ERROR;
+    if (stmt == NULL || store_jobs_bind_texts(stmt, 1, texts, 2) != SQLITE_OK)
+        goto done;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE)
+        result = SP_NOT_FOUND;
+    if (rc != SQLITE_ROW)
+        goto done;
+    const char *expires = (const char *)sqlite3_column_text(stmt, 3);
+    if (expires != NULL && strcmp(expires, now) <= 0) {
+        result = SP_NOT_FOUND;      /* expired: as good as absent (a create drops it) */
+        goto done;
+    }
+    snprintf(hash_out, 65, "%s", (const char *)sqlite3_column_text(stmt, 0));
+    snprintf(kind_out, 16, "%s", (const char *)sqlite3_column_text(stmt, 1));
+    snprintf(id_out, 128, "%s", (const char *)sqlite3_column_text(stmt, 2));
+    result = SP_OK;
 done:
     store_statement_done(stmt);
     return result;

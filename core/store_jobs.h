@@ -111,10 +111,21 @@ int store_jobs_in_states(store *s, const char *const *states, size_t limit, json
 int store_jobs_count(store *s, const char *const *states, const char *team, const char *backend,
                      int64_t *count_out);
 
+/*
+ * What an unexpired idempotency key of `team` names, whatever its kind:
+ * SP_OK with kind ("job" or "cluster"), the resource id and the request
+ * hash; SP_NOT_FOUND; SP_ERROR.  For creates that must check a replay
+ * before anything else (clusters: a replay must not count against quotas).
+ */
+int store_idempotency_lookup(store *s, const char *team, const char *key, char kind_out[16],
+                             char id_out[128], char hash_out[65]);
+
 /* Deletes idempotency keys that expired before now; returns how many (or -1). */
 int64_t store_idempotency_expire(store *s);
 
 /* "2026-11-23T13:44:43.123Z" for now (shared by the store's writers). */
 void store_timestamp_now(char out[32]);
+/* The same shape for now + `seconds` (capped at 100 years): expiry times. */
+void store_timestamp_after(uint64_t seconds, char out[32]);
 
 #endif

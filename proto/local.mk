@@ -4,10 +4,12 @@
 # builds and `make distcheck` work; only the .proto is distributed.  BUILT_SOURCES makes the
 # header exist before anything including it compiles.
 #
-# The Spark Connect prefix reader (core/spark_connect_prefix.[ch]) and the generated code are
+# The Spark Connect prefix reader (core/spark_connect_prefix.[ch]), the Config call
+# (core/spark_connect_call.[ch]) and the generated code are
 # added to the core library here, next to the schema they need, with protobuf-c and zlib.
-proto_generated = proto/spark_connect_prefix.pb-c.c proto/spark_connect_prefix.pb-c.h
-EXTRA_DIST += proto/spark_connect_prefix.proto
+proto_generated = proto/spark_connect_prefix.pb-c.c proto/spark_connect_prefix.pb-c.h \
+	proto/spark_connect_config.pb-c.c proto/spark_connect_config.pb-c.h
+EXTRA_DIST += proto/spark_connect_prefix.proto proto/spark_connect_config.proto
 BUILT_SOURCES = $(proto_generated)
 CLEANFILES += $(proto_generated)
 
@@ -20,7 +22,16 @@ proto/spark_connect_prefix.pb-c.h: proto/spark_connect_prefix.pb-c.c
 	@test -f $@ || { rm -f proto/spark_connect_prefix.pb-c.c; \
 	  $(MAKE) $(AM_MAKEFLAGS) proto/spark_connect_prefix.pb-c.c; }
 
-core_libsparkplane_core_la_SOURCES += core/spark_connect_prefix.c core/spark_connect_prefix.h
+proto/spark_connect_config.pb-c.c: $(srcdir)/proto/spark_connect_config.proto
+	$(AM_V_GEN)$(MKDIR_P) proto && \
+	  $(PROTOC_C) --proto_path=$(srcdir)/proto --c_out=proto \
+	    $(srcdir)/proto/spark_connect_config.proto
+proto/spark_connect_config.pb-c.h: proto/spark_connect_config.pb-c.c
+	@test -f $@ || { rm -f proto/spark_connect_config.pb-c.c; \
+	  $(MAKE) $(AM_MAKEFLAGS) proto/spark_connect_config.pb-c.c; }
+
+core_libsparkplane_core_la_SOURCES += core/spark_connect_prefix.c core/spark_connect_prefix.h \
+	core/spark_connect_call.c core/spark_connect_call.h
 nodist_core_libsparkplane_core_la_SOURCES += $(proto_generated)
 core_libsparkplane_core_la_CFLAGS += -I$(top_builddir)/proto $(PROTOBUF_C_CFLAGS) $(ZLIB_CFLAGS)
 core_libsparkplane_core_la_LIBADD += $(PROTOBUF_C_LIBS) $(ZLIB_LIBS)

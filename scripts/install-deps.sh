@@ -149,6 +149,8 @@ main() {
     setup_venv
     if [ "$want_test" -eq 1 ]; then
         bash "$ROOT/scripts/install-h2spec.sh" >/dev/null
+        # the Iceberg runtime the provisioned-cluster tests put on their clusters' classpath
+        bash "$ROOT/scripts/fetch-jars.sh" >/dev/null
     fi
 }
 

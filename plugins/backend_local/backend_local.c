@@ -18,6 +18,9 @@
  *
  * A job is in memory only while it is in flight; a finished job is
  * answered from its record, so memory does not grow with history.
+ *
+ * Clusters (cluster_start/scale/stop/endpoint) are local_cluster.c's; this
+ * file only hands them the options, the poll tick and the attach callback.
  */
 #include <errno.h>
 #include <signal.h>
@@ -54,8 +57,9 @@ typedef struct local_job {
     struct local_job *next;
 } local_job;
 
-typedef struct local_reply {
-    local_backend *backend;
+struct local_reply {
+    sp_plugin_context *ctx;
+    local_reply **pending;         /* the list it waits on */
     sp_backend_reply_fn fn;
     void *arg;
     int status;
@@ -63,7 +67,7 @@ typedef struct local_reply {
     char *message;
     sp_timer *timer;
     struct local_reply *next;
-} local_reply;
+};
 
 struct local_backend {
     sp_plugin_context *ctx;
@@ -73,6 +77,7 @@ struct local_backend {
     int64_t grace_ms;
     local_job *jobs;
     local_reply *replies;
+    local_clusters *clusters;
     sp_timer *poll_timer;
     sp_backend_event_fn on_event;
     void *event_arg;
@@ -96,7 +101,13 @@ static const sp_option_spec local_options[] = {
     {"event_log", SP_OPTION_BOOL, "true", 0,
      "write Spark event logs to <job dir>/events (also how the application id is learned)"},
     {"poll_interval", SP_OPTION_DURATION, "1s", 0,
-     "how often running jobs are checked for their application id and, after a restart, exit"},
+     "how often running jobs are checked for their application id and, after a restart, exit; "
+     "and clusters for a server or master that died"},
+    {"cluster_start_timeout", SP_OPTION_DURATION, "5m", 0,
+     "a cluster whose Spark Connect port does not open in this time (or a scale whose workers do "
+     "not register) fails"},
+    {"daemon_memory", SP_OPTION_STRING, "256m", 0,
+     "SPARK_DAEMON_MEMORY: heap of each cluster's standalone master and worker JVMs"},
     {NULL, 0, NULL, 0, NULL}};
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -173,8 +184,7 @@ static local_job *local_job_new(local_backend *b, const char *job_id, const char
 static void local_reply_fire(void *arg)
 {
     local_reply *reply = arg;
-    local_backend *b = reply->backend;
-    for (local_reply **link = &b->replies; *link != NULL; link = &(*link)->next) {
+    for (local_reply **link = reply->pending; *link != NULL; link = &(*link)->next) {
         if (*link == reply) {
             *link = reply->next;
             break;
@@ -186,9 +196,8 @@ static void local_reply_fire(void *arg)
     free(reply);
 }
 
-/* Replies from the loop a moment later; takes `doc` (may be NULL). */
-static void local_reply_later(local_backend *b, sp_backend_reply_fn fn, void *arg, int status,
-                              json_t *doc, const char *message)
+void local_reply_later(sp_plugin_context *ctx, local_reply **pending, sp_backend_reply_fn fn,
+                       void *arg, int status, json_t *doc, const char *message)
 {
     local_reply *reply = calloc(1, sizeof(*reply));
     if (reply == NULL) {
@@ -196,14 +205,34 @@ static void local_reply_later(local_backend *b, sp_backend_reply_fn fn, void *ar
         fn(arg, SP_ERROR, NULL, "out of memory");
         return;
     }
-    *reply = (local_reply){b, fn, arg, status, NULL, NULL, NULL, b->replies};
+    *reply = (local_reply){ctx, pending, fn, arg, status, NULL, NULL, NULL, *pending};
     reply->json = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     reply->message = message != NULL ? strdup(message) : NULL;
     json_decref(doc);
-    b->replies = reply;
-    reply->timer = b->ctx->host->timer_start(b->ctx, 0, 0, local_reply_fire, reply);
+    *pending = reply;
+    reply->timer = ctx->host->timer_start(ctx, 0, 0, local_reply_fire, reply);
     if (reply->timer == NULL)
         local_reply_fire(reply); /* a host without timers: better now than never */
+}
+
+void local_replies_drop(sp_plugin_context *ctx, local_reply **pending)
+{
+    while (*pending != NULL) {
+        local_reply *reply = *pending;
+        *pending = reply->next;
+        if (reply->timer != NULL)
+            ctx->host->timer_cancel(reply->timer);
+        free(reply->json);
+        free(reply->message);
+        free(reply);
+    }
+}
+
+/* The job ops' replies. */
+static void local_job_reply(local_backend *b, sp_backend_reply_fn fn, void *arg, int status,
+                            json_t *doc, const char *message)
+{
+    local_reply_later(b->ctx, &b->replies, fn, arg, status, doc, message);
 }
 
 static json_t *local_state_doc(const char *state, const char *app_id, const char *reason,
@@ -417,6 +446,7 @@ static void local_poll(void *arg)
         free(ids[i]);
     }
     free(ids);
+    local_clusters_poll(b->clusters);
 }
 
 /* ---- job_submit ----------------------------------------------------------- */
@@ -546,7 +576,7 @@ static int local_job_submit(void *provider, const char *job_json, sp_backend_rep
     } else
         rc = local_submit_start(b, job_id, doc, err, sizeof(err));
     json_decref(doc);
-    local_reply_later(b, reply, arg, rc, rc == SP_OK ? local_state_doc("RUNNING", NULL, NULL, -1)
+    local_job_reply(b, reply, arg, rc, rc == SP_OK ? local_state_doc("RUNNING", NULL, NULL, -1)
                                                      : NULL,
                       rc == SP_OK ? NULL : err);
     return SP_OK;
@@ -599,13 +629,13 @@ static int local_job_status(void *provider, const char *job_id, sp_backend_reply
     job = local_job_lookup(b, job_id, &record);
     if (job != NULL) {
         local_job_look_for_app_id(job);
-        local_reply_later(b, reply, arg, SP_OK, local_state_doc("RUNNING", job->app_id, NULL, -1),
+        local_job_reply(b, reply, arg, SP_OK, local_state_doc("RUNNING", job->app_id, NULL, -1),
                           NULL);
     } else if (record != NULL) {
-        local_reply_later(b, reply, arg, SP_OK, local_record_state_doc(record), NULL);
+        local_job_reply(b, reply, arg, SP_OK, local_record_state_doc(record), NULL);
     } else {
         snprintf(message, sizeof(message), "the local backend has no job '%.128s'", job_id);
-        local_reply_later(b, reply, arg, SP_NOT_FOUND, NULL, message);
+        local_job_reply(b, reply, arg, SP_NOT_FOUND, NULL, message);
     }
     json_decref(record);
     return SP_OK;
@@ -649,14 +679,14 @@ static int local_job_cancel(void *provider, const char *job_id, sp_backend_reply
     if (job != NULL) {
         if (!job->cancelled)
             local_job_stop(b, job);
-        local_reply_later(b, reply, arg, SP_OK, local_state_doc("CANCELLING", job->app_id, NULL,
+        local_job_reply(b, reply, arg, SP_OK, local_state_doc("CANCELLING", job->app_id, NULL,
                                                                 -1),
                           NULL);
     } else if (record != NULL) {
-        local_reply_later(b, reply, arg, SP_OK, local_record_state_doc(record), NULL);
+        local_job_reply(b, reply, arg, SP_OK, local_record_state_doc(record), NULL);
     } else {
         snprintf(message, sizeof(message), "the local backend has no job '%.128s'", job_id);
-        local_reply_later(b, reply, arg, SP_NOT_FOUND, NULL, message);
+        local_job_reply(b, reply, arg, SP_NOT_FOUND, NULL, message);
     }
     json_decref(record);
     return SP_OK;
@@ -687,12 +717,12 @@ static int local_job_logs(void *provider, const char *job_id, uint64_t offset, u
     if (path != NULL)
         rc = local_log_read(path, offset, limit, &data, &next, &size, message, sizeof(message));
     if (rc == SP_OK)
-        local_reply_later(b, reply, arg, SP_OK,
+        local_job_reply(b, reply, arg, SP_OK,
                           json_pack("{s:s,s:I,s:b}", "data", data, "next_offset",
                                     (json_int_t)next, "complete", job == NULL && next >= size),
                           NULL);
     else
-        local_reply_later(b, reply, arg, rc, NULL, message);
+        local_job_reply(b, reply, arg, rc, NULL, message);
     free(path);
     free(data);
     json_decref(record);
@@ -710,7 +740,10 @@ static int local_reconcile(void *provider, sp_backend_reply_fn reply, void *arg)
     for (local_job *job = b->jobs; job != NULL; job = job->next)
         if (!job->discard)
             json_array_append_new(ids, json_string(job->id));
-    local_reply_later(b, reply, arg, SP_OK, json_pack("{s:o}", "jobs", ids), NULL);
+    local_job_reply(b, reply, arg, SP_OK,
+                    json_pack("{s:o,s:o}", "jobs", ids, "clusters",
+                              local_clusters_reconcile(b->clusters)),
+                    NULL);
     return SP_OK;
 }
 
@@ -719,6 +752,34 @@ static void local_attach(void *provider, sp_backend_event_fn on_event, void *hos
     local_backend *b = provider;
     b->on_event = on_event;
     b->event_arg = host_arg;
+    local_clusters_attach(b->clusters, on_event, host_arg);
+}
+
+/* ---- clusters: local_cluster.c does the work --------------------------------- */
+
+static int local_op_cluster_start(void *provider, const char *cluster_json,
+                                  sp_backend_reply_fn reply, void *arg)
+{
+    return local_cluster_start(((local_backend *)provider)->clusters, cluster_json, reply, arg);
+}
+
+static int local_op_cluster_scale(void *provider, const char *cluster_id, const char *scale_json,
+                                  sp_backend_reply_fn reply, void *arg)
+{
+    return local_cluster_scale(((local_backend *)provider)->clusters, cluster_id, scale_json,
+                               reply, arg);
+}
+
+static int local_op_cluster_stop(void *provider, const char *cluster_id,
+                                 sp_backend_reply_fn reply, void *arg)
+{
+    return local_cluster_stop(((local_backend *)provider)->clusters, cluster_id, reply, arg);
+}
+
+static int local_op_cluster_endpoint(void *provider, const char *cluster_id,
+                                     sp_backend_reply_fn reply, void *arg)
+{
+    return local_cluster_endpoint(((local_backend *)provider)->clusters, cluster_id, reply, arg);
 }
 
 static const sp_backend_ops local_ops = {
@@ -728,6 +789,10 @@ static const sp_backend_ops local_ops = {
     .job_status = local_job_status,
     .job_cancel = local_job_cancel,
     .job_logs = local_job_logs,
+    .cluster_start = local_op_cluster_start,
+    .cluster_scale = local_op_cluster_scale,
+    .cluster_stop = local_op_cluster_stop,
+    .cluster_endpoint = local_op_cluster_endpoint,
     .reconcile = local_reconcile,
 };
 
@@ -835,6 +900,36 @@ static void local_reattach(local_backend *b)
     json_decref(index);
 }
 
+/* The cluster half of the backend, with the options it needs. */
+static int local_clusters_open(local_backend *b, char *err, size_t err_size)
+{
+    sp_plugin_context *ctx = b->ctx;
+    local_cluster_settings settings = {
+        .work_directory = b->settings.work_directory,
+        .java_home = b->settings.java_home,
+        .python = b->settings.python,
+        .daemon_memory = ctx->host->option_string(ctx, "daemon_memory"),
+        .extra_conf = b->settings.extra_conf,
+        .grace_ms = b->grace_ms,
+        .start_timeout_ms = ctx->host->option_int(ctx, "cluster_start_timeout"),
+    };
+    if (settings.start_timeout_ms <= 0) {
+        snprintf(err, err_size, "cluster_start_timeout must be positive");
+        return SP_INVALID;
+    }
+    if (settings.daemon_memory == NULL || settings.daemon_memory[0] == '\0' ||
+        strspn(settings.daemon_memory, "0123456789") == 0 ||
+        strspn(settings.daemon_memory, "0123456789kKmMgG") != strlen(settings.daemon_memory)) {
+        snprintf(err, err_size, "daemon_memory must be a JVM heap size such as 256m or 1g");
+        return SP_INVALID;
+    }
+    if ((b->clusters = local_clusters_new(ctx, &settings)) == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return SP_ERROR;
+    }
+    return SP_OK;
+}
+
 static void local_backend_free(local_backend *b)
 {
     if (b == NULL)
@@ -846,15 +941,8 @@ static void local_backend_free(local_backend *b)
         b->jobs = job->next;
         local_job_free(job); /* the process runs on; the next daemon re-attaches */
     }
-    while (b->replies != NULL) {
-        local_reply *reply = b->replies;
-        b->replies = reply->next;
-        if (reply->timer != NULL)
-            b->ctx->host->timer_cancel(reply->timer);
-        free(reply->json);
-        free(reply->message);
-        free(reply);
-    }
+    local_clusters_free(b->clusters);
+    local_replies_drop(b->ctx, &b->replies);
     for (size_t i = 0; b->extra_conf != NULL && b->extra_conf[i] != NULL; i++)
         free(b->extra_conf[i]);
     free(b->extra_conf);
@@ -876,6 +964,8 @@ static int local_init(sp_plugin_context *ctx, char *err, size_t err_size)
         goto fail;
     local_metrics_register(b);
     local_reattach(b);
+    if ((rc = local_clusters_open(b, err, err_size)) != SP_OK)
+        goto fail;
     poll_ms = ctx->host->option_int(ctx, "poll_interval");
     b->poll_timer = ctx->host->timer_start(ctx, (uint64_t)(poll_ms > 0 ? poll_ms : 1000), 1,
                                            local_poll, b);
@@ -902,7 +992,8 @@ SP_PLUGIN_DECLARE = {
     .kind = SP_KIND_BACKEND,
     .name = "backend_local",
     .version = "1.0.0",
-    .description = "runs Spark jobs with spark-submit --master local[N] on this machine",
+    .description = "runs Spark jobs (spark-submit --master local[N]) and Spark Connect clusters "
+                   "(standalone master, workers, a Spark Connect server) on this machine",
     .options = local_options,
     .init = local_init,
     .fini = local_fini,

@@ -1,7 +1,9 @@
 /*
  * local_backend.h - what the files of the local backend share.
  *
- * backend_local.c owns the plugin (options, ops, job lifecycle);
+ * backend_local.c owns the plugin (options, ops, job lifecycle, replies);
+ * local_cluster.c runs Spark Connect clusters (standalone master, workers,
+ * a Spark Connect server) and keeps their records;
  * local_command.c turns a job document into the spark-submit command;
  * local_log.c reads driver.log (application id, failure reason, slices);
  * local_record.c keeps the per-job records in the host's key/value store
@@ -79,5 +81,48 @@ int local_record_get(sp_plugin_context *ctx, const char *job_id, json_t **record
 /* The ids in flight (a new array; empty when there is no index). */
 json_t *local_index_load(sp_plugin_context *ctx);
 int local_index_update(sp_plugin_context *ctx, const char *job_id, int present);
+
+/* ---- replies (backend_local.c) ---------------------------------------------- */
+
+/* A reply waiting for its 0 ms timer: every op answers from the loop, never inside the call. */
+typedef struct local_reply local_reply;
+/* Queues a reply on `pending`; takes `doc` (may be NULL). */
+void local_reply_later(sp_plugin_context *ctx, local_reply **pending, sp_backend_reply_fn fn,
+                       void *arg, int status, json_t *doc, const char *message);
+/* Drops the replies not sent yet (unload): their callers are gone with the host's state. */
+void local_replies_drop(sp_plugin_context *ctx, local_reply **pending);
+
+/* ---- clusters (local_cluster.c) ------------------------------------------------ */
+
+typedef struct local_cluster_settings {
+    const char *work_directory;     /* clusters live in <work_directory>/clusters/<id>/ */
+    const char *java_home;          /* NULL: inherit */
+    const char *python;             /* PYSPARK_PYTHON of the server and the executors */
+    const char *daemon_memory;      /* SPARK_DAEMON_MEMORY of the master and the workers */
+    const char *const *extra_conf;  /* "k=v", NULL-terminated, after the cluster's own conf */
+    int64_t grace_ms;               /* SIGTERM -> SIGKILL */
+    int64_t start_timeout_ms;       /* a start (or a scale up) that takes longer fails */
+} local_cluster_settings;
+
+typedef struct local_clusters local_clusters;
+
+/* The clusters of this backend; re-adopts the ones an earlier daemon recorded.  NULL: no memory. */
+local_clusters *local_clusters_new(sp_plugin_context *ctx, const local_cluster_settings *settings);
+/* Forgets everything in memory; the processes run on for the next daemon to adopt. */
+void local_clusters_free(local_clusters *clusters);
+void local_clusters_attach(local_clusters *clusters, sp_backend_event_fn on_event, void *host_arg);
+/* Notices clusters whose server or master died by itself (FAILED event). */
+void local_clusters_poll(local_clusters *clusters);
+/* [{"id","endpoint","executors"}] of live clusters; stops the partly dead ones. */
+json_t *local_clusters_reconcile(local_clusters *clusters);
+
+int local_cluster_start(local_clusters *clusters, const char *cluster_json,
+                        sp_backend_reply_fn reply, void *arg);
+int local_cluster_scale(local_clusters *clusters, const char *cluster_id, const char *scale_json,
+                        sp_backend_reply_fn reply, void *arg);
+int local_cluster_stop(local_clusters *clusters, const char *cluster_id,
+                       sp_backend_reply_fn reply, void *arg);
+int local_cluster_endpoint(local_clusters *clusters, const char *cluster_id,
+                           sp_backend_reply_fn reply, void *arg);
 
 #endif

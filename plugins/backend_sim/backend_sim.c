@@ -29,6 +29,16 @@
  * is written on submit and cancel and deleted when forgotten; states are
  * derived from the times, so after a restart a job whose end passed during
  * the downtime is simply finished.
+ *
+ * Clusters are simulated too, in memory only: cluster_start answers after
+ * `cluster_start_delay` with the endpoint 127.0.0.1:<cluster_port> (by
+ * default port 9, where nothing answers, so the host's readiness call never
+ * succeeds and the cluster stays PROVISIONING until its start_timeout), or
+ * fails for `cluster_failure_rate` percent of the ids, drawn like the jobs'
+ * outcome.  No process is started.  A cluster is known from its start until
+ * its stop; reconcile lists the ones whose start succeeded, so a restarted
+ * daemon finds none of them (a new plugin instance knows nothing).  Clusters
+ * are few (team quotas, pools), so they sit in a list searched linearly.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -45,6 +55,8 @@
 #define SIM_ID_MAX 128
 #define SIM_KEY_MAX 32
 #define SIM_MESSAGE_MAX 256
+#define SIM_CLUSTER_ID_MAX 63 /* the host's cluster ids: [a-z0-9-]{1,63} */
+#define SIM_EXECUTORS_MAX 100000
 
 typedef enum sim_state {
     SIM_SUBMITTED = 0,
@@ -70,13 +82,32 @@ typedef struct sim_job {
     unsigned pending;     /* queued actions pointing here: not freed while > 0 */
 } sim_job;
 
+/* A simulated cluster's life: STARTING until its start reply, then UP, or FAILED; STOPPED. */
+typedef enum sim_cluster_state {
+    SIM_CLUSTER_STARTING = 0,
+    SIM_CLUSTER_UP,
+    SIM_CLUSTER_FAILED,
+    SIM_CLUSTER_STOPPED
+} sim_cluster_state;
+
+typedef struct sim_cluster {
+    struct sim_cluster *next;
+    char id[SIM_CLUSTER_ID_MAX + 1];
+    sim_cluster_state state;
+    int fails;        /* the start outcome drawn at cluster_start */
+    int64_t ready_ms; /* when the start is answered (wall clock) */
+    int64_t executors;
+    unsigned pending; /* queued actions pointing here: not freed while > 0 */
+} sim_cluster;
+
 typedef enum sim_action_kind {
     SIM_ACTION_REPLY,        /* a prepared reply */
     SIM_ACTION_SUBMIT_REPLY, /* the submit reply, built when due */
     SIM_ACTION_START,        /* SUBMITTED -> RUNNING */
     SIM_ACTION_FINISH,       /* RUNNING -> SUCCEEDED | FAILED */
     SIM_ACTION_EVENT,        /* tell the host the job's state */
-    SIM_ACTION_FORGET        /* drop a finished job */
+    SIM_ACTION_FORGET,       /* drop a finished job */
+    SIM_ACTION_CLUSTER_START /* a cluster's start reply, built when due */
 } sim_action_kind;
 
 typedef struct sim_action {
@@ -84,6 +115,7 @@ typedef struct sim_action {
     uint64_t seq; /* ties keep submission order */
     sim_action_kind kind;
     sim_job *job;
+    sim_cluster *cluster;
     sp_backend_reply_fn reply;
     void *reply_arg;
     int status;
@@ -96,6 +128,8 @@ typedef struct sim_metrics {
     sp_metric *rejected;
     sp_metric *active;
     sp_metric *finished[3]; /* succeeded, failed, cancelled */
+    sp_metric *clusters_up;
+    sp_metric *cluster_starts_failed;
 } sim_metrics;
 
 typedef struct sim_backend {
@@ -107,6 +141,11 @@ typedef struct sim_backend {
     int64_t failure_rate; /* percent */
     uint64_t seed;
     size_t max_concurrent;
+    int64_t cluster_start_delay_ms;
+    int64_t cluster_port;
+    int64_t cluster_failure_rate; /* percent */
+    sim_cluster *clusters; /* every cluster not yet freed, ended ones included */
+    size_t clusters_up;
     sim_job **slots; /* NULL entries are free */
     size_t slot_count;
     size_t slot_capacity;
@@ -136,6 +175,12 @@ static const sp_option_spec sim_options[] = {
      "jobs running at once; more are answered AGAIN (stay PENDING)"},
     {"retain_finished", SP_OPTION_DURATION, "10m", 0,
      "how long a finished job is remembered for status and logs"},
+    {"cluster_start_delay", SP_OPTION_DURATION, "0", 0,
+     "delay before a simulated cluster start is answered"},
+    {"cluster_port", SP_OPTION_INT, "9", 0,
+     "port of every simulated cluster endpoint 127.0.0.1:<port> (9: nothing answers)"},
+    {"cluster_failure_rate", SP_OPTION_INT, "0", 0,
+     "percent of cluster starts that fail (0..100), drawn from the seed and the cluster id"},
     {NULL, 0, NULL, 0, NULL}};
 
 static void sim_on_wake(void *arg);
@@ -171,9 +216,10 @@ static uint64_t sim_mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static int sim_draw_failure(const sim_backend *b, const char *id)
+/* 1 for `rate` percent of the ids: the same (seed, id) always draws the same. */
+static int sim_draw_failure(const sim_backend *b, const char *id, int64_t rate)
 {
-    return (int64_t)(sim_mix(sim_hash_text(id) ^ sim_mix(b->seed)) % 100) < b->failure_rate;
+    return (int64_t)(sim_mix(sim_hash_text(id) ^ sim_mix(b->seed)) % 100) < rate;
 }
 
 /* ---- the action queue ------------------------------------------------------- */
@@ -218,6 +264,8 @@ static int sim_queue_push(sim_backend *b, sim_action action)
     action.seq = b->next_seq++;
     if (action.job != NULL)
         action.job->pending++;
+    if (action.cluster != NULL)
+        action.cluster->pending++;
     for (i = b->queue_count++; i > 0; i = (i - 1) / 2) {
         if (!sim_action_before(&action, &b->queue[(i - 1) / 2]))
             break;
@@ -318,6 +366,12 @@ static void sim_metrics_register(sim_backend *b)
         b->metrics.finished[i] = b->host->metric_register(
             ctx, SP_METRIC_COUNTER, "sparkplane_backend_sim_jobs_finished_total",
             "Simulated jobs that ended, by final state", labels[i]);
+    b->metrics.clusters_up = b->host->metric_register(
+        ctx, SP_METRIC_GAUGE, "sparkplane_backend_sim_clusters_running",
+        "Simulated clusters whose start succeeded and that were not stopped", NULL);
+    b->metrics.cluster_starts_failed = b->host->metric_register(
+        ctx, SP_METRIC_COUNTER, "sparkplane_backend_sim_cluster_starts_failed_total",
+        "Simulated cluster starts answered with an error (cluster_failure_rate)", NULL);
 }
 
 /* Leaves SUBMITTED/RUNNING for a final state and counts it. */
@@ -490,6 +544,92 @@ static void sim_job_set_app_id(sim_job *job)
     snprintf(job->app_id, sizeof(job->app_id), "app-sim-%016" PRIx64, sim_hash_text(job->id));
 }
 
+/* ---- clusters: the list and the start reply ---------------------------------- */
+
+/* The cluster `id` that is starting or up, or NULL. */
+static sim_cluster *sim_cluster_find(const sim_backend *b, const char *id)
+{
+    for (sim_cluster *cluster = b->clusters; id != NULL && cluster != NULL; cluster = cluster->next)
+        if (cluster->state <= SIM_CLUSTER_UP && strcmp(cluster->id, id) == 0)
+            return cluster;
+    return NULL;
+}
+
+/* Frees the ended clusters no queued action points to any more. */
+static void sim_cluster_collect(sim_backend *b)
+{
+    sim_cluster **link = &b->clusters;
+
+    while (*link != NULL) {
+        sim_cluster *cluster = *link;
+        if (cluster->state >= SIM_CLUSTER_FAILED && cluster->pending == 0) {
+            *link = cluster->next;
+            free(cluster);
+        } else {
+            link = &cluster->next;
+        }
+    }
+}
+
+/* Moves a cluster to `state`, keeping the count of clusters up. */
+static void sim_cluster_set_state(sim_backend *b, sim_cluster *cluster, sim_cluster_state state)
+{
+    if (cluster->state == SIM_CLUSTER_UP)
+        b->clusters_up--;
+    if (state == SIM_CLUSTER_UP)
+        b->clusters_up++;
+    cluster->state = state;
+    b->host->metric_set(b->metrics.clusters_up, (double)b->clusters_up);
+}
+
+/* {"endpoint": "127.0.0.1:<cluster_port>", "executors": N}, and "state": "RUNNING" if asked. */
+static json_t *sim_cluster_doc(const sim_backend *b, const sim_cluster *cluster, int with_state)
+{
+    char endpoint[32];
+    json_t *doc;
+
+    snprintf(endpoint, sizeof(endpoint), "127.0.0.1:%" PRId64, b->cluster_port);
+    doc =
+        json_pack("{s:s, s:I}", "endpoint", endpoint, "executors", (json_int_t)cluster->executors);
+    if (doc != NULL && with_state)
+        json_object_set_new(doc, "state", json_string("RUNNING"));
+    return doc;
+}
+
+/* The start reply, when due: up, the drawn failure, or stopped meanwhile. */
+static void sim_cluster_answer_start(sim_backend *b, sim_action *action)
+{
+    sim_cluster *cluster = action->cluster;
+    char message[SIM_MESSAGE_MAX];
+    json_t *doc = NULL;
+    char *text = NULL;
+    int status = SP_ERROR;
+
+    if (cluster->state == SIM_CLUSTER_STARTING && cluster->fails) {
+        sim_cluster_set_state(b, cluster, SIM_CLUSTER_FAILED);
+        b->host->metric_add(b->metrics.cluster_starts_failed, 1);
+    } else if (cluster->state == SIM_CLUSTER_STARTING) {
+        sim_cluster_set_state(b, cluster, SIM_CLUSTER_UP);
+    }
+    if (cluster->state == SIM_CLUSTER_UP) {
+        doc = sim_cluster_doc(b, cluster, 0);
+        text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+        status = text != NULL ? SP_OK : SP_ERROR;
+        snprintf(message, sizeof(message), "backend_sim: out of memory");
+    } else if (cluster->state == SIM_CLUSTER_FAILED) {
+        snprintf(message, sizeof(message),
+                 "simulated start failure (backend_sim cluster_failure_rate %" PRId64
+                 "%%, seed %" PRIu64 ")",
+                 b->cluster_failure_rate, b->seed);
+    } else {
+        snprintf(message, sizeof(message), "simulated cluster %s was stopped before it came up",
+                 cluster->id);
+    }
+    action->reply(action->reply_arg, status, text, status == SP_OK ? NULL : message);
+    json_decref(doc);
+    free(text);
+}
+
 /* ---- running due actions ----------------------------------------------------- */
 
 static void sim_run_job_action(sim_backend *b, sim_action *action, int64_t now)
@@ -532,7 +672,12 @@ static void sim_run_action(sim_backend *b, sim_action *action, int64_t now)
 
     if (action->job != NULL)
         action->job->pending--;
-    if (action->kind == SIM_ACTION_REPLY) {
+    if (action->cluster != NULL)
+        action->cluster->pending--;
+    if (action->kind == SIM_ACTION_CLUSTER_START) {
+        sim_cluster_answer_start(b, action);
+        sim_cluster_collect(b);
+    } else if (action->kind == SIM_ACTION_REPLY) {
         action->reply(action->reply_arg, action->status, action->json, action->message);
         free(action->json);
         free(action->message);
@@ -744,7 +889,7 @@ static sim_job *sim_job_new(sim_backend *b, const char *id, int64_t now)
     snprintf(job->id, sizeof(job->id), "%s", id);
     sim_job_set_app_id(job);
     job->state = SIM_SUBMITTED;
-    job->fails = sim_draw_failure(b, id);
+    job->fails = sim_draw_failure(b, id, b->failure_rate);
     job->submitted_ms = now;
     job->start_ms = now + b->submit_delay_ms;
     job->end_ms = job->start_ms + b->run_duration_ms;
@@ -917,22 +1062,209 @@ static int sim_job_logs(void *provider, const char *job_id, uint64_t offset, uin
     return sim_queue_reply(b, sim_now_ms(), reply, arg, SP_OK, doc, NULL);
 }
 
+/* ---- cluster operations ------------------------------------------------------------ */
+
+/* [a-z0-9-]{1,63}: the host's cluster ids. */
+static int sim_cluster_id_valid(const char *id)
+{
+    size_t len = id != NULL ? strlen(id) : 0;
+
+    if (len == 0 || len > SIM_CLUSTER_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* The id and executors of a cluster_start document, or NULL with `problem` set. */
+static const char *sim_cluster_start_fields(const json_t *doc, json_int_t *executors,
+                                            const char **problem)
+{
+    const json_t *id = json_object_get(doc, "id");
+    const json_t *resources = json_object_get(doc, "resources");
+    const json_t *count = json_object_get(resources, "executors");
+
+    *problem = NULL;
+    if (!json_is_object(doc))
+        *problem = "cluster_json: not a JSON object";
+    else if (!json_is_string(id) || !sim_cluster_id_valid(json_string_value(id)) ||
+             strlen(json_string_value(id)) != json_string_length(id))
+        *problem = "cluster_json: \"id\" must match [a-z0-9-]{1,63}";
+    else if (!json_is_object(resources))
+        *problem = "cluster_json: \"resources\" must be an object";
+    else if (!json_is_integer(count) || json_integer_value(count) < 0 ||
+             json_integer_value(count) > SIM_EXECUTORS_MAX)
+        *problem = "cluster_json: \"resources.executors\" must be an integer from 0 to 100000";
+    if (*problem != NULL)
+        return NULL;
+    *executors = json_integer_value(count);
+    return json_string_value(id);
+}
+
+static int sim_cluster_start(void *provider, const char *cluster_json, sp_backend_reply_fn reply,
+                             void *arg)
+{
+    sim_backend *b = provider;
+    json_t *doc = cluster_json != NULL ? json_loads(cluster_json, 0, NULL) : NULL;
+    json_int_t executors = 0;
+    const char *problem, *id = sim_cluster_start_fields(doc, &executors, &problem);
+    sim_cluster *cluster;
+    int64_t now = sim_now_ms();
+    int rc;
+
+    if (reply == NULL) {
+        json_decref(doc);
+        return SP_INVALID;
+    }
+    if (id == NULL) {
+        rc = sim_queue_error(b, reply, arg, SP_INVALID, "%s", problem);
+        goto done;
+    }
+    /* Again for a cluster it knows: the same cluster answers, never a second one. */
+    cluster = sim_cluster_find(b, id);
+    if (cluster == NULL) {
+        if ((cluster = calloc(1, sizeof(*cluster))) == NULL) {
+            rc = SP_ERROR;
+            goto done;
+        }
+        snprintf(cluster->id, sizeof(cluster->id), "%s", id);
+        cluster->executors = executors;
+        cluster->fails = sim_draw_failure(b, id, b->cluster_failure_rate);
+        cluster->ready_ms = now + b->cluster_start_delay_ms;
+        cluster->next = b->clusters;
+        b->clusters = cluster;
+    }
+    rc = sim_queue_push(b, (sim_action){.due_ms = cluster->ready_ms > now ? cluster->ready_ms : now,
+                                        .kind = SIM_ACTION_CLUSTER_START,
+                                        .cluster = cluster,
+                                        .reply = reply,
+                                        .reply_arg = arg});
+    if (rc != SP_OK && cluster->state == SIM_CLUSTER_STARTING && cluster->pending == 0) {
+        cluster->state = SIM_CLUSTER_STOPPED; /* never answered: forget it */
+        sim_cluster_collect(b);
+    }
+done:
+    json_decref(doc);
+    return rc;
+}
+
+/* The cluster `id` for an operation that needs it up; NULL after queueing the error. */
+static sim_cluster *sim_cluster_for(sim_backend *b, const char *id, sp_backend_reply_fn reply,
+                                    void *arg, int *rc)
+{
+    sim_cluster *cluster = sim_cluster_find(b, id);
+
+    if (cluster == NULL)
+        *rc = sim_queue_error(b, reply, arg, SP_NOT_FOUND, "backend sim has no cluster %s",
+                              id != NULL ? id : "(null)");
+    else if (cluster->state == SIM_CLUSTER_STARTING)
+        *rc = sim_queue_error(b, reply, arg, SP_AGAIN, "simulated cluster %s is still starting",
+                              cluster->id);
+    else
+        return cluster;
+    return NULL;
+}
+
+static int sim_cluster_scale(void *provider, const char *cluster_id, const char *scale_json,
+                             sp_backend_reply_fn reply, void *arg)
+{
+    sim_backend *b = provider;
+    json_t *doc = scale_json != NULL ? json_loads(scale_json, 0, NULL) : NULL;
+    const json_t *count = json_object_get(doc, "executors");
+    sim_cluster *cluster;
+    int rc = SP_OK;
+
+    if (reply == NULL) {
+        json_decref(doc);
+        return SP_INVALID;
+    }
+    if (!json_is_integer(count) || json_integer_value(count) < 0 ||
+        json_integer_value(count) > SIM_EXECUTORS_MAX)
+        rc = sim_queue_error(b, reply, arg, SP_INVALID,
+                             "scale_json: \"executors\" must be an integer from 0 to 100000");
+    else if ((cluster = sim_cluster_for(b, cluster_id, reply, arg, &rc)) != NULL) {
+        cluster->executors = json_integer_value(count);
+        rc = sim_queue_reply(b, sim_now_ms(), reply, arg, SP_OK,
+                             json_pack("{s:I}", "executors", (json_int_t)cluster->executors), NULL);
+    }
+    json_decref(doc);
+    return rc;
+}
+
+/* Stops at once (nothing runs); a start still pending is answered as stopped. */
+static int sim_cluster_stop(void *provider, const char *cluster_id, sp_backend_reply_fn reply,
+                            void *arg)
+{
+    sim_backend *b = provider;
+    sim_cluster *cluster = sim_cluster_find(b, cluster_id);
+
+    if (reply == NULL)
+        return SP_INVALID;
+    if (cluster == NULL)
+        return sim_queue_error(b, reply, arg, SP_NOT_FOUND, "backend sim has no cluster %s",
+                               cluster_id != NULL ? cluster_id : "(null)");
+    sim_cluster_set_state(b, cluster, SIM_CLUSTER_STOPPED);
+    sim_cluster_collect(b);
+    return sim_queue_reply(b, sim_now_ms(), reply, arg, SP_OK, NULL, NULL);
+}
+
+static int sim_cluster_endpoint(void *provider, const char *cluster_id, sp_backend_reply_fn reply,
+                                void *arg)
+{
+    sim_backend *b = provider;
+    sim_cluster *cluster;
+    int rc = SP_OK;
+
+    if (reply == NULL)
+        return SP_INVALID;
+    if ((cluster = sim_cluster_for(b, cluster_id, reply, arg, &rc)) != NULL)
+        rc = sim_queue_reply(b, sim_now_ms(), reply, arg, SP_OK, sim_cluster_doc(b, cluster, 1),
+                             NULL);
+    return rc;
+}
+
+/* ---- reconcile -------------------------------------------------------------------------- */
+
+/* [{"id", "endpoint", "executors"}] of the clusters whose start succeeded. */
+static json_t *sim_clusters_up_list(const sim_backend *b)
+{
+    json_t *list = json_array();
+
+    for (const sim_cluster *cluster = b->clusters; list != NULL && cluster != NULL;
+         cluster = cluster->next) {
+        json_t *item;
+        if (cluster->state != SIM_CLUSTER_UP)
+            continue;
+        item = sim_cluster_doc(b, cluster, 0);
+        if (item == NULL || json_object_set_new(item, "id", json_string(cluster->id)) != 0 ||
+            json_array_append_new(list, item) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
 static int sim_reconcile(void *provider, sp_backend_reply_fn reply, void *arg)
 {
     sim_backend *b = provider;
     json_t *ids = json_array();
+    json_t *clusters = sim_clusters_up_list(b);
 
-    if (reply == NULL || ids == NULL) {
+    if (reply == NULL || ids == NULL || clusters == NULL) {
         json_decref(ids);
+        json_decref(clusters);
         return reply == NULL ? SP_INVALID : SP_ERROR;
     }
     for (size_t i = 0; i < b->slot_count; i++)
         if (b->slots[i] != NULL && json_array_append_new(ids, json_string(b->slots[i]->id)) != 0)
             goto fail;
-    return sim_queue_reply(b, sim_now_ms(), reply, arg, SP_OK, json_pack("{s:o}", "jobs", ids),
-                           NULL);
+    return sim_queue_reply(b, sim_now_ms(), reply, arg, SP_OK,
+                           json_pack("{s:o, s:o}", "jobs", ids, "clusters", clusters), NULL);
 fail:
     json_decref(ids);
+    json_decref(clusters);
     return SP_ERROR;
 }
 
@@ -943,6 +1275,10 @@ static const sp_backend_ops sim_ops = {
     .job_status = sim_job_status,
     .job_cancel = sim_job_cancel,
     .job_logs = sim_job_logs,
+    .cluster_start = sim_cluster_start,
+    .cluster_scale = sim_cluster_scale,
+    .cluster_stop = sim_cluster_stop,
+    .cluster_endpoint = sim_cluster_endpoint,
     .reconcile = sim_reconcile,
 };
 
@@ -958,6 +1294,9 @@ static int sim_read_options(sim_backend *b, char *err, size_t err_size)
     b->failure_rate = b->host->option_int(b->ctx, "failure_rate");
     seed = b->host->option_int(b->ctx, "seed");
     max_jobs = b->host->option_int(b->ctx, "max_concurrent_jobs");
+    b->cluster_start_delay_ms = b->host->option_int(b->ctx, "cluster_start_delay");
+    b->cluster_port = b->host->option_int(b->ctx, "cluster_port");
+    b->cluster_failure_rate = b->host->option_int(b->ctx, "cluster_failure_rate");
     if (b->failure_rate < 0 || b->failure_rate > 100) {
         snprintf(err, err_size, "failure_rate must be a percent in 0..100, got %" PRId64,
                  b->failure_rate);
@@ -967,8 +1306,21 @@ static int sim_read_options(sim_backend *b, char *err, size_t err_size)
         snprintf(err, err_size, "max_concurrent_jobs must be at least 1, got %" PRId64, max_jobs);
         return SP_INVALID;
     }
-    if (b->run_duration_ms < 0 || b->submit_delay_ms < 0 || b->retain_ms < 0) {
-        snprintf(err, err_size, "run_duration, submit_delay and retain_finished must be >= 0");
+    if (b->run_duration_ms < 0 || b->submit_delay_ms < 0 || b->retain_ms < 0 ||
+        b->cluster_start_delay_ms < 0) {
+        snprintf(
+            err, err_size,
+            "run_duration, submit_delay, retain_finished and cluster_start_delay must be >= 0");
+        return SP_INVALID;
+    }
+    if (b->cluster_failure_rate < 0 || b->cluster_failure_rate > 100) {
+        snprintf(err, err_size, "cluster_failure_rate must be a percent in 0..100, got %" PRId64,
+                 b->cluster_failure_rate);
+        return SP_INVALID;
+    }
+    if (b->cluster_port < 1 || b->cluster_port > 65535) {
+        snprintf(err, err_size, "cluster_port must be a TCP port in 1..65535, got %" PRId64,
+                 b->cluster_port);
         return SP_INVALID;
     }
     b->seed = (uint64_t)seed;
@@ -989,6 +1341,11 @@ static void sim_backend_free(sim_backend *b)
     }
     for (size_t i = 0; i < b->slot_count; i++)
         free(b->slots[i]);
+    while (b->clusters != NULL) {
+        sim_cluster *next = b->clusters->next;
+        free(b->clusters);
+        b->clusters = next;
+    }
     free(b->queue);
     free(b->slots);
     free(b->free_slots);
@@ -1022,8 +1379,10 @@ static int sim_init(sp_plugin_context *ctx, char *err, size_t err_size)
     ctx->user_data = b;
     b->host->log(ctx, SP_LOG_INFO,
                  "SIMULATED backend \"sim\" for load tests (no Spark runs): run_duration=%" PRId64
-                 "ms failure_rate=%" PRId64 "%% seed=%" PRIu64 ", %zu jobs resumed",
-                 b->run_duration_ms, b->failure_rate, b->seed, json_object_size(b->index));
+                 "ms failure_rate=%" PRId64 "%% seed=%" PRIu64 ", %zu jobs resumed; clusters "
+                 "answer at 127.0.0.1:%" PRId64 " (cluster_failure_rate=%" PRId64 "%%)",
+                 b->run_duration_ms, b->failure_rate, b->seed, json_object_size(b->index),
+                 b->cluster_port, b->cluster_failure_rate);
     return SP_OK;
 fail:
     sim_backend_free(b);
@@ -1041,7 +1400,8 @@ SP_PLUGIN_DECLARE = {
     .kind = SP_KIND_BACKEND,
     .name = SIM_PLUGIN_NAME,
     .version = "1.0.0",
-    .description = "SIMULATOR for load tests: backend \"sim\" runs jobs on timers, no Spark",
+    .description = "SIMULATOR for load and API tests: backend \"sim\" runs jobs and clusters on "
+                   "timers, no Spark",
     .options = sim_options,
     .init = sim_init,
     .fini = sim_fini,

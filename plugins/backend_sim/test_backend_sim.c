@@ -7,6 +7,10 @@
  * stage at a time: fire once for the submit reply (and RUNNING), once more
  * for the end, once more for the job to be forgotten.  A daemon restart is
  * a second mock host given a copy of the first one's key/value records.
+ *
+ * Clusters are simulated in memory: a start answers after one wake (its
+ * delay is the armed timer's), stop/scale/endpoint after the next wake,
+ * and a restart (a new plugin instance) knows no cluster at all.
  */
 #include <jansson.h>
 #include <stdarg.h>
@@ -179,6 +183,13 @@ static double metric(const fixture *f, const char *name, const char *labels)
     return mock_host_metric_value(f->host, full, labels);
 }
 
+static double metric_cluster(const fixture *f, const char *name)
+{
+    char full[128];
+    snprintf(full, sizeof(full), "sparkplane_backend_sim_%s", name);
+    return mock_host_metric_value(f->host, full, NULL);
+}
+
 static int delay_between(const fixture *f, uint64_t low, uint64_t high)
 {
     uint64_t delay = mock_host_timer_delay(f->host, 0);
@@ -203,6 +214,12 @@ static void test_descriptor_says_simulator(void)
     CU_ASSERT_STRING_EQUAL(d->options[2].default_value, "0");
     CU_ASSERT_STRING_EQUAL(d->options[4].key, "max_concurrent_jobs");
     CU_ASSERT_STRING_EQUAL(d->options[4].default_value, "10000");
+    CU_ASSERT_STRING_EQUAL(d->options[6].key, "cluster_start_delay");
+    CU_ASSERT_STRING_EQUAL(d->options[6].default_value, "0");
+    CU_ASSERT_STRING_EQUAL(d->options[7].key, "cluster_port");
+    CU_ASSERT_STRING_EQUAL(d->options[7].default_value, "9");
+    CU_ASSERT_STRING_EQUAL(d->options[8].key, "cluster_failure_rate");
+    CU_ASSERT_STRING_EQUAL(d->options[8].default_value, "0");
     CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
     CU_ASSERT_TRUE(mock_host_logged(f.host, SP_LOG_INFO, "SIMULATED backend"));
     fixture_close(&f);
@@ -597,6 +614,392 @@ static void test_finished_jobs_are_forgotten(void)
     fixture_close(&f);
 }
 
+
+/* ---- clusters ------------------------------------------------------------------------- */
+
+static void fixture_cluster_start(fixture *f, const char *id, int executors, answer *a)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"team\":\"analytics\",\"environment\":\"dev\",\"region\":\"local\","
+             "\"namespace\":\"sjns-analytics-dev-local\",\"resources\":{\"driver\":{\"cores\":1,"
+             "\"memory\":\"1g\"},\"executors\":%d,\"executor\":{\"cores\":1,\"memory\":\"1g\"}},"
+             "\"conf\":{},\"token\":\"t\",\"runtime\":{\"spark_version\":\"4.0\"}}",
+             id, executors);
+    CU_ASSERT_EQUAL(f->ops->cluster_start(f->provider, body, answer_reply, a), SP_OK);
+}
+
+/* Runs one cluster operation to its reply: the status it answered. */
+static int fixture_cluster_stop(fixture *f, const char *id, answer *a)
+{
+    answer_clear(a);
+    CU_ASSERT_EQUAL(f->ops->cluster_stop(f->provider, id, answer_reply, a), SP_OK);
+    CU_ASSERT_EQUAL(a->calls, 0);
+    mock_host_fire_timers(f->host);
+    CU_ASSERT_EQUAL(a->calls, 1);
+    return a->status;
+}
+
+static int fixture_cluster_endpoint(fixture *f, const char *id, answer *a)
+{
+    answer_clear(a);
+    CU_ASSERT_EQUAL(f->ops->cluster_endpoint(f->provider, id, answer_reply, a), SP_OK);
+    mock_host_fire_timers(f->host);
+    CU_ASSERT_EQUAL(a->calls, 1);
+    return a->status;
+}
+
+static int fixture_cluster_scale(fixture *f, const char *id, const char *body, answer *a)
+{
+    answer_clear(a);
+    CU_ASSERT_EQUAL(f->ops->cluster_scale(f->provider, id, body, answer_reply, a), SP_OK);
+    mock_host_fire_timers(f->host);
+    CU_ASSERT_EQUAL(a->calls, 1);
+    return a->status;
+}
+
+static json_int_t answer_integer(const answer *a, const char *key)
+{
+    const json_t *value = json_object_get(a->doc, key);
+    return json_is_integer(value) ? json_integer_value(value) : -1;
+}
+
+/* "id@endpoint/executors,..." of the clusters reconcile reports, sorted by id. */
+static void reconcile_clusters(fixture *f, char *out, size_t size)
+{
+    answer a = {0};
+    json_t *clusters;
+    const char *items[16];
+    size_t count, len = 0;
+
+    CU_ASSERT_EQUAL(f->ops->reconcile(f->provider, answer_reply, &a), SP_OK);
+    mock_host_fire_timers(f->host);
+    CU_ASSERT_EQUAL(a.status, SP_OK);
+    clusters = json_object_get(a.doc, "clusters");
+    CU_ASSERT_TRUE(json_is_array(clusters));
+    count = json_array_size(clusters) < 16 ? json_array_size(clusters) : 16;
+    for (size_t i = 0; i < count; i++)
+        items[i] =
+            text_or_none(json_string_value(json_object_get(json_array_get(clusters, i), "id")));
+    /* Sorted: the order of the list is not part of the contract. */
+    for (size_t i = 1; i < count; i++)
+        for (size_t j = i; j > 0 && strcmp(items[j - 1], items[j]) > 0; j--) {
+            const char *swap = items[j];
+            items[j] = items[j - 1];
+            items[j - 1] = swap;
+        }
+    out[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        json_t *item = NULL;
+        for (size_t k = 0; k < json_array_size(clusters); k++)
+            if (strcmp(items[i], text_or_none(json_string_value(
+                                     json_object_get(json_array_get(clusters, k), "id")))) == 0)
+                item = json_array_get(clusters, k);
+        len += (size_t)snprintf(out + len, size - len, "%s%s@%s/%lld", i ? "," : "", items[i],
+                                text_or_none(json_string_value(json_object_get(item, "endpoint"))),
+                                (long long)json_integer_value(json_object_get(item, "executors")));
+    }
+    answer_clear(&a);
+}
+
+static void test_cluster_start_answers_an_endpoint(void)
+{
+    fixture f;
+    answer start = {0}, a = {0};
+
+    fixture_open(&f, NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    fixture_cluster_start(&f, "sc-analytics-dev-local-abc123", 2, &start);
+    CU_ASSERT_EQUAL(start.calls, 0); /* never inside the call */
+    CU_ASSERT_EQUAL(metric_cluster(&f, "clusters_running"), 0);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(start.calls, 1);
+    CU_ASSERT_EQUAL(start.status, SP_OK);
+    CU_ASSERT_STRING_EQUAL(answer_string(&start, "endpoint"), "127.0.0.1:9");
+    CU_ASSERT_EQUAL(answer_integer(&start, "executors"), 2);
+    CU_ASSERT_EQUAL(metric_cluster(&f, "clusters_running"), 1);
+    CU_ASSERT_EQUAL(fixture_cluster_endpoint(&f, "sc-analytics-dev-local-abc123", &a), SP_OK);
+    CU_ASSERT_STRING_EQUAL(answer_string(&a, "endpoint"), "127.0.0.1:9");
+    CU_ASSERT_STRING_EQUAL(answer_string(&a, "state"), "RUNNING");
+    CU_ASSERT_EQUAL(answer_integer(&a, "executors"), 2);
+    CU_ASSERT_EQUAL(json_array_size(f.events), 0); /* a simulated cluster never dies by itself */
+    CU_ASSERT_EQUAL(start.calls, 1);               /* exactly once */
+    answer_clear(&start);
+    answer_clear(&a);
+    fixture_close(&f);
+}
+
+static void test_cluster_delay_and_port_are_options(void)
+{
+    fixture f;
+    answer start = {0}, again = {0}, a = {0};
+
+    fixture_open(&f, "cluster_start_delay", "5s", "cluster_port", "15099", NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    fixture_cluster_start(&f, "sc-slow", 1, &start);
+    CU_ASSERT_TRUE(delay_between(&f, 4500, 5000));
+    /* While it starts it is known but not up: scale and endpoint say so, reconcile omits it. */
+    CU_ASSERT_EQUAL(fixture_cluster_endpoint(&f, "sc-slow", &a), SP_AGAIN);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.message, "still starting"));
+    CU_ASSERT_EQUAL(fixture_cluster_scale(&f, "sc-slow", "{\"executors\":3}", &a), SP_AGAIN);
+    CU_ASSERT_EQUAL(start.calls, 0);
+    /* A second start of the same id is the same cluster, answered when it comes up: the one
+     * wake left is still the first start's, and it answers both. */
+    fixture_cluster_start(&f, "sc-slow", 1, &again);
+    CU_ASSERT_EQUAL(mock_host_timer_count(f.host), 1);
+    CU_ASSERT_TRUE(delay_between(&f, 4000, 5000));
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(start.calls, 1);
+    CU_ASSERT_EQUAL(again.calls, 1);
+    CU_ASSERT_EQUAL(start.status, SP_OK);
+    CU_ASSERT_EQUAL(again.status, SP_OK);
+    CU_ASSERT_STRING_EQUAL(answer_string(&start, "endpoint"), "127.0.0.1:15099");
+    CU_ASSERT_STRING_EQUAL(answer_string(&again, "endpoint"), "127.0.0.1:15099");
+    CU_ASSERT_EQUAL(metric_cluster(&f, "clusters_running"), 1);
+    answer_clear(&start);
+    answer_clear(&again);
+    answer_clear(&a);
+    fixture_close(&f);
+}
+
+/* Starts sc-0..sc-<n-1>; the ones whose start failed as a bit string. */
+static void run_cluster_outcomes(const char *rate, const char *seed, char *out, size_t n)
+{
+    fixture f;
+    char id[32];
+    answer *starts = calloc(n, sizeof(*starts));
+
+    fixture_open(&f, "cluster_failure_rate", rate, "seed", seed, NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "sc-%zu", i);
+        fixture_cluster_start(&f, id, 1, &starts[i]);
+    }
+    mock_host_fire_timers(f.host);
+    for (size_t i = 0; i < n; i++) {
+        CU_ASSERT_EQUAL(starts[i].calls, 1);
+        out[i] = starts[i].status == SP_OK ? '0' : '1';
+        if (out[i] == '1') {
+            CU_ASSERT_EQUAL(starts[i].status, SP_ERROR);
+            CU_ASSERT_PTR_NOT_NULL(strstr(starts[i].message, "simulated start failure"));
+        }
+        answer_clear(&starts[i]);
+    }
+    out[n] = '\0';
+    free(starts);
+    fixture_close(&f);
+}
+
+static void test_cluster_failures_follow_rate_and_seed(void)
+{
+    char first[201], again[201], other[201], none[201], all[201];
+    size_t failed = 0;
+
+    run_cluster_outcomes("30", "7", first, 200);
+    run_cluster_outcomes("30", "7", again, 200);
+    run_cluster_outcomes("30", "8", other, 200);
+    run_cluster_outcomes("0", "7", none, 200);
+    run_cluster_outcomes("100", "7", all, 200);
+    for (size_t i = 0; i < 200; i++)
+        failed += first[i] == '1';
+    CU_ASSERT_TRUE(failed >= 40 && failed <= 80);
+    CU_ASSERT_STRING_EQUAL(first, again);
+    CU_ASSERT_STRING_NOT_EQUAL(first, other);
+    CU_ASSERT_PTR_NULL(strchr(none, '1'));
+    CU_ASSERT_PTR_NULL(strchr(all, '0'));
+}
+
+static void test_failed_cluster_is_not_kept(void)
+{
+    fixture f;
+    answer start = {0}, a = {0};
+    char list[256];
+
+    fixture_open(&f, "cluster_failure_rate", "100", NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    fixture_cluster_start(&f, "sc-doomed", 1, &start);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(start.status, SP_ERROR);
+    CU_ASSERT_EQUAL(metric_cluster(&f, "cluster_starts_failed_total"), 1);
+    CU_ASSERT_EQUAL(metric_cluster(&f, "clusters_running"), 0);
+    CU_ASSERT_EQUAL(fixture_cluster_stop(&f, "sc-doomed", &a), SP_NOT_FOUND);
+    reconcile_clusters(&f, list, sizeof(list));
+    CU_ASSERT_STRING_EQUAL(list, "");
+    answer_clear(&start);
+    answer_clear(&a);
+    fixture_close(&f);
+}
+
+static void test_cluster_scale_changes_executors(void)
+{
+    fixture f;
+    answer start = {0}, a = {0};
+
+    fixture_open(&f, NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    fixture_cluster_start(&f, "sc-grow", 1, &start);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(fixture_cluster_scale(&f, "sc-grow",
+                                          "{\"executors\":4,\"executor\":{\"cores\":1,"
+                                          "\"memory\":\"1g\"}}",
+                                          &a),
+                    SP_OK);
+    CU_ASSERT_EQUAL(answer_integer(&a, "executors"), 4);
+    CU_ASSERT_EQUAL(fixture_cluster_endpoint(&f, "sc-grow", &a), SP_OK);
+    CU_ASSERT_EQUAL(answer_integer(&a, "executors"), 4);
+    CU_ASSERT_EQUAL(fixture_cluster_scale(&f, "sc-grow", "{\"executors\":0}", &a), SP_OK);
+    CU_ASSERT_EQUAL(answer_integer(&a, "executors"), 0);
+    CU_ASSERT_EQUAL(fixture_cluster_scale(&f, "sc-grow", "{\"executors\":\"4\"}", &a), SP_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.message, "\"executors\""));
+    CU_ASSERT_EQUAL(fixture_cluster_scale(&f, "sc-grow", "not json", &a), SP_INVALID);
+    CU_ASSERT_EQUAL(fixture_cluster_scale(&f, "sc-nope", "{\"executors\":2}", &a), SP_NOT_FOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.message, "sc-nope"));
+    CU_ASSERT_EQUAL(fixture_cluster_endpoint(&f, "sc-grow", &a), SP_OK);
+    CU_ASSERT_EQUAL(answer_integer(&a, "executors"), 0); /* refused scales changed nothing */
+    answer_clear(&start);
+    answer_clear(&a);
+    fixture_close(&f);
+}
+
+static void test_cluster_stop_forgets_it(void)
+{
+    fixture f;
+    answer start = {0}, a = {0};
+    char list[256];
+
+    fixture_open(&f, NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    fixture_cluster_start(&f, "sc-a", 1, &start);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(fixture_cluster_stop(&f, "sc-a", &a), SP_OK);
+    CU_ASSERT_EQUAL(metric_cluster(&f, "clusters_running"), 0);
+    CU_ASSERT_EQUAL(fixture_cluster_stop(&f, "sc-a", &a), SP_NOT_FOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.message, "sc-a"));
+    CU_ASSERT_EQUAL(fixture_cluster_endpoint(&f, "sc-a", &a), SP_NOT_FOUND);
+    CU_ASSERT_EQUAL(fixture_cluster_stop(&f, "sc-never", &a), SP_NOT_FOUND);
+    reconcile_clusters(&f, list, sizeof(list));
+    CU_ASSERT_STRING_EQUAL(list, "");
+    /* The same id may start again afterwards: a new cluster. */
+    answer_clear(&start);
+    fixture_cluster_start(&f, "sc-a", 3, &start);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(start.status, SP_OK);
+    CU_ASSERT_EQUAL(answer_integer(&start, "executors"), 3);
+    answer_clear(&start);
+    answer_clear(&a);
+    fixture_close(&f);
+}
+
+static void test_cluster_stopped_while_starting(void)
+{
+    fixture f;
+    answer start = {0}, stop = {0};
+
+    fixture_open(&f, "cluster_start_delay", "1m", NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    fixture_cluster_start(&f, "sc-quick", 1, &start);
+    CU_ASSERT_EQUAL(f.ops->cluster_stop(f.provider, "sc-quick", answer_reply, &stop), SP_OK);
+    /* The stop answers at once; the start answers when it was due, as stopped. */
+    CU_ASSERT_EQUAL(mock_host_timer_count(f.host), 1);
+    CU_ASSERT_TRUE(mock_host_timer_delay(f.host, 0) <= 100);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(stop.calls, 1);
+    CU_ASSERT_EQUAL(stop.status, SP_OK);
+    CU_ASSERT_EQUAL(start.calls, 0);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(start.calls, 1);
+    CU_ASSERT_EQUAL(start.status, SP_ERROR);
+    CU_ASSERT_PTR_NOT_NULL(strstr(start.message, "stopped before it came up"));
+    CU_ASSERT_EQUAL(metric_cluster(&f, "clusters_running"), 0);
+    answer_clear(&start);
+    answer_clear(&stop);
+    fixture_close(&f);
+}
+
+static void test_reconcile_lists_clusters_up(void)
+{
+    fixture f, after;
+    answer s1 = {0}, s2 = {0}, s3 = {0}, a = {0};
+    char list[512];
+
+    fixture_open(&f, "cluster_port", "15002", NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    fixture_cluster_start(&f, "sc-b", 2, &s1);
+    fixture_cluster_start(&f, "sc-a", 1, &s2);
+    fixture_cluster_start(&f, "sc-gone", 1, &s3);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(fixture_cluster_stop(&f, "sc-gone", &a), SP_OK);
+    reconcile_clusters(&f, list, sizeof(list));
+    CU_ASSERT_STRING_EQUAL(list, "sc-a@127.0.0.1:15002/1,sc-b@127.0.0.1:15002/2");
+    /* A restart is a new instance: clusters live in memory only, so it reports none. */
+    fixture_open(&after, "cluster_port", "15002", NULL);
+    fixture_copy_records(&f, &after);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&after), SP_OK);
+    reconcile_clusters(&after, list, sizeof(list));
+    CU_ASSERT_STRING_EQUAL(list, "");
+    CU_ASSERT_EQUAL(fixture_cluster_stop(&after, "sc-a", &a), SP_NOT_FOUND);
+    fixture_close(&after);
+    answer_clear(&s1);
+    answer_clear(&s2);
+    answer_clear(&s3);
+    answer_clear(&a);
+    fixture_close(&f);
+}
+
+static void test_bad_cluster_input_is_invalid(void)
+{
+    static const struct {
+        const char *body;
+        const char *names;
+    } cases[] = {
+        {"not json", "not a JSON object"},
+        {"[1]", "not a JSON object"},
+        {"{\"resources\":{\"executors\":1}}", "\"id\""},
+        {"{\"id\":\"Upper-Case\",\"resources\":{\"executors\":1}}", "\"id\""},
+        {"{\"id\":\"\",\"resources\":{\"executors\":1}}", "\"id\""},
+        {"{\"id\":\"sc-0123456789012345678901234567890123456789012345678901234567890\","
+         "\"resources\":{\"executors\":1}}",
+         "\"id\""},
+        {"{\"id\":\"sc-x\"}", "\"resources\""},
+        {"{\"id\":\"sc-x\",\"resources\":{\"executors\":-1}}", "\"resources.executors\""},
+        {"{\"id\":\"sc-x\",\"resources\":{\"executors\":\"2\"}}", "\"resources.executors\""}};
+    fixture f;
+    answer a = {0};
+    char list[64];
+
+    fixture_open(&f, NULL);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        answer_clear(&a);
+        CU_ASSERT_EQUAL(f.ops->cluster_start(f.provider, cases[i].body, answer_reply, &a), SP_OK);
+        mock_host_fire_timers(f.host);
+        CU_ASSERT_EQUAL(a.status, SP_INVALID);
+        CU_ASSERT_PTR_NOT_NULL(strstr(a.message, cases[i].names));
+    }
+    reconcile_clusters(&f, list, sizeof(list));
+    CU_ASSERT_STRING_EQUAL(list, "");
+    CU_ASSERT_EQUAL(f.ops->cluster_start(f.provider, "{}", NULL, NULL), SP_INVALID);
+    answer_clear(&a);
+    fixture_close(&f);
+}
+
+static void test_bad_cluster_options_fail_init(void)
+{
+    fixture f;
+
+    fixture_open(&f, "cluster_failure_rate", "-1", NULL);
+    CU_ASSERT_EQUAL(fixture_init(&f), SP_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(f.err, "cluster_failure_rate"));
+    fixture_close(&f);
+    fixture_open(&f, "cluster_port", "0", NULL);
+    CU_ASSERT_EQUAL(fixture_init(&f), SP_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(f.err, "cluster_port"));
+    fixture_close(&f);
+    fixture_open(&f, "cluster_port", "65536", NULL);
+    CU_ASSERT_EQUAL(fixture_init(&f), SP_INVALID);
+    fixture_close(&f);
+}
+
 static const unit_test_case cases[] = {
     {"the descriptor says it is a simulator", test_descriptor_says_simulator},
     {"a job is SUBMITTED, RUNNING, then SUCCEEDED", test_job_runs_to_success},
@@ -611,6 +1014,17 @@ static const unit_test_case cases[] = {
     {"a restart resumes jobs", test_restart_resumes_and_finishes},
     {"a job whose end passed during downtime is finished", test_end_passed_during_downtime},
     {"finished jobs are forgotten after retain_finished", test_finished_jobs_are_forgotten},
+    {"a cluster start answers an endpoint", test_cluster_start_answers_an_endpoint},
+    {"cluster_start_delay and cluster_port are options", test_cluster_delay_and_port_are_options},
+    {"cluster start failures follow the rate and the seed",
+     test_cluster_failures_follow_rate_and_seed},
+    {"a cluster whose start failed is not kept", test_failed_cluster_is_not_kept},
+    {"cluster_scale changes the executors", test_cluster_scale_changes_executors},
+    {"cluster_stop forgets the cluster", test_cluster_stop_forgets_it},
+    {"a cluster stopped while it starts", test_cluster_stopped_while_starting},
+    {"reconcile lists the clusters up, a restart none", test_reconcile_lists_clusters_up},
+    {"bad cluster input is INVALID", test_bad_cluster_input_is_invalid},
+    {"bad cluster options fail init", test_bad_cluster_options_fail_init},
     {NULL, NULL}};
 
 UNIT_TEST_MAIN("backend_sim", cases)

@@ -39,8 +39,9 @@ FUZZER_COMPILE_FLAGS = $(AM_CFLAGS) $(YAML_CFLAGS) -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined
 FUZZER_LINK_FLAGS = -fsanitize=fuzzer,address,undefined
 # config.c checks gateway.tls certificate/key files with gateway_tls.c (OpenSSL).
-fuzz_config_sources = core/config.c core/yaml_tree.c core/units.c core/diag.c core/log.c \
-	core/plugin_options.c core/gateway_route.c core/cluster_registry.c core/gateway_tls.c
+fuzz_config_sources = core/config.c core/config_provisioning.c core/yaml_tree.c core/units.c \
+	core/diag.c core/log.c core/plugin_options.c core/gateway_route.c core/cluster_registry.c \
+	core/gateway_tls.c
 check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units tests/fuzz/fuzz_job_spec
 
 tests_fuzz_fuzz_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c $(fuzz_config_sources)
@@ -93,4 +94,22 @@ tests_fuzz_fuzz_gateway_guard_SOURCES = tests/fuzz/fuzz_gateway_guard.c core/gat
 tests_fuzz_fuzz_gateway_guard_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(NGHTTP2_CFLAGS)
 tests_fuzz_fuzz_gateway_guard_LDFLAGS = $(FUZZER_LINK_FLAGS)
 tests_fuzz_fuzz_gateway_guard_LDADD = $(NGHTTP2_LIBS)
+endif
+
+# Cluster requests (create, scale, ttl) against a fixed provisioning config (core/cluster_spec.c).
+fuzz_replays += tests/fuzz/replay_cluster_spec
+tests_fuzz_replay_cluster_spec_SOURCES = tests/fuzz/fuzz_cluster_spec.c tests/fuzz/replay_main.c
+tests_fuzz_replay_cluster_spec_CFLAGS = $(REPLAY_COMPILE_FLAGS) \
+	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/cluster_spec"'
+tests_fuzz_replay_cluster_spec_LDADD = core/libsparkplane_core.la
+
+if ENABLE_FUZZ
+check_PROGRAMS += tests/fuzz/fuzz_cluster_spec
+tests_fuzz_fuzz_cluster_spec_SOURCES = tests/fuzz/fuzz_cluster_spec.c core/cluster_spec.c \
+	core/job_spec.c $(fuzz_config_sources)
+tests_fuzz_fuzz_cluster_spec_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(JANSSON_CFLAGS) \
+	$(LIBEVENT_OPENSSL_CFLAGS) $(OPENSSL_CFLAGS)
+tests_fuzz_fuzz_cluster_spec_LDFLAGS = $(FUZZER_LINK_FLAGS)
+tests_fuzz_fuzz_cluster_spec_LDADD = $(JANSSON_LIBS) $(YAML_LIBS) $(LIBEVENT_OPENSSL_LIBS) \
+	$(LIBEVENT_LIBS) $(OPENSSL_LIBS)
 endif

@@ -11,8 +11,10 @@ TESTS += tests/integration/run.sh
 dist_noinst_SCRIPTS += tests/integration/run.sh
 EXTRA_DIST += \
 	tests/integration/README.md \
+	tests/integration/clusters_support.py \
 	tests/integration/conftest.py \
 	tests/integration/helpers.py \
+	tests/integration/spark_apps/cluster_client.py \
 	tests/integration/spark_apps/count_rows.py \
 	tests/integration/spark_apps/fail_first_attempt.py \
 	tests/integration/spark_apps/gateway_client.py \
@@ -21,6 +23,8 @@ EXTRA_DIST += \
 	tests/integration/spark_apps/sleep_in_udf.py \
 	tests/integration/test_auth.py \
 	tests/integration/test_cli.py \
+	tests/integration/test_clusters_api.py \
+	tests/integration/test_clusters_spark.py \
 	tests/integration/test_concurrency.py \
 	tests/integration/test_errors.py \
 	tests/integration/spark_connect.py \

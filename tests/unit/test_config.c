@@ -273,7 +273,7 @@ static void test_every_problem_is_collected(void)
     CU_ASSERT(has_problem("t.yaml:22:35: auth.chain[3]: 'good' is listed twice"));
     CU_ASSERT(has_problem("t.yaml:23:1: extra: unknown key 'extra' at the top level; known "
                           "keys: server, log, state, plugin_directory, plugins, auth, runner, "
-                          "spark_versions, gateway, clusters"));
+                          "spark_versions, gateway, clusters, provisioning"));
     CU_ASSERT_EQUAL(count, 18);
 }
 
@@ -668,6 +668,372 @@ static void test_cluster_problems(void)
                           "mapping"));
 }
 
+/* ---- provisioning ---- */
+
+static void assert_environment(const config *cfg, const char *name, uint64_t default_ttl_s,
+                               uint64_t max_ttl_s, const char *warm_size, uint64_t warm_count)
+{
+    const config_environment *env = config_find_environment(cfg, name);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(env);
+    CU_ASSERT_EQUAL(env->default_ttl_s, default_ttl_s);
+    CU_ASSERT_EQUAL(env->max_ttl_s, max_ttl_s);
+    if (warm_size == NULL) {
+        CU_ASSERT_EQUAL(env->warm_count, 0);
+        return;
+    }
+    CU_ASSERT_EQUAL_FATAL(env->warm_count, 1);
+    CU_ASSERT_STRING_EQUAL(env->warm[0].size, warm_size);
+    CU_ASSERT_EQUAL(env->warm[0].count, warm_count);
+}
+
+static void assert_size(const config *cfg, const char *name, uint64_t driver_cores,
+                        uint64_t driver_mib, uint64_t executors, uint64_t executor_cores,
+                        uint64_t executor_mib)
+{
+    const config_size *size = config_find_size(cfg, name);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(size);
+    CU_ASSERT_EQUAL(size->driver_cores, driver_cores);
+    CU_ASSERT_EQUAL(size->driver_memory_mib, driver_mib);
+    CU_ASSERT_EQUAL(size->executors, executors);
+    CU_ASSERT_EQUAL(size->executor_cores, executor_cores);
+    CU_ASSERT_EQUAL(size->executor_memory_mib, executor_mib);
+}
+
+#define HOUR 3600ull
+#define DAY (24ull * 3600)
+
+static void test_provisioning_defaults(void)
+{
+    config *cfg = load_text("# nothing set\n");
+    const config_provisioning *p = &cfg->provisioning;
+    CU_ASSERT_STRING_EQUAL(p->backend, "local");
+    CU_ASSERT_STRING_EQUAL(p->spark_version, "4.0");
+    CU_ASSERT_STRING_EQUAL(p->domain, "local");
+    CU_ASSERT_STRING_EQUAL(p->endpoint_pattern, "sc://{team}-{env}-{region}.{domain}:15002");
+    CU_ASSERT_PTR_NULL(p->hosts_file);
+    CU_ASSERT_STRING_EQUAL(p->hosts_address, "127.0.0.1");
+    CU_ASSERT_EQUAL(p->start_timeout_ms, 10 * 60 * 1000);
+    CU_ASSERT_EQUAL(p->reap_interval_ms, 10 * 1000);
+    CU_ASSERT_EQUAL(p->environment_count, 4);
+    assert_environment(cfg, "dev", 8 * HOUR, 7 * DAY, "small", 0);
+    assert_environment(cfg, "staging", 24 * HOUR, 30 * DAY, "small", 1);
+    assert_environment(cfg, "ci", 2 * HOUR, 1 * DAY, NULL, 0);
+    assert_environment(cfg, "prod", 7 * DAY, 0, "small", 3);
+    CU_ASSERT_EQUAL_FATAL(p->region_count, 1);
+    CU_ASSERT_STRING_EQUAL(p->regions[0].name, "local");
+    CU_ASSERT_PTR_NULL(p->regions[0].fallback);
+    CU_ASSERT_EQUAL(p->size_count, 4);
+    assert_size(cfg, "small", 1, 1024, 1, 1, 1024);
+    assert_size(cfg, "medium", 1, 2048, 2, 2, 2048);
+    assert_size(cfg, "large", 2, 4096, 4, 4, 8192);
+    assert_size(cfg, "xlarge", 4, 8192, 8, 8, 16384);
+    CU_ASSERT_EQUAL(p->catalog_count, 0);
+    CU_ASSERT_EQUAL(p->spark_conf_count, 0);
+    CU_ASSERT_PTR_NULL(p->default_quota.team);
+    CU_ASSERT_EQUAL(p->default_quota.clusters, 5);
+    CU_ASSERT_EQUAL(p->default_quota.cores, 64);
+    CU_ASSERT_EQUAL(p->team_quota_count, 0);
+    CU_ASSERT_PTR_EQUAL(config_team_quota(cfg, "anyone"), &p->default_quota);
+    CU_ASSERT_EQUAL(p->pool_budget_cores, 0);
+    CU_ASSERT_EQUAL(p->pool_budget_memory_mib, 0);
+    CU_ASSERT_PTR_NULL(config_find_environment(cfg, "qa"));
+    CU_ASSERT_PTR_NULL(config_find_region(cfg, "eu"));
+    CU_ASSERT_PTR_NULL(config_find_size(cfg, "huge"));
+    CU_ASSERT_PTR_NULL(config_find_catalog(cfg, "pedregal"));
+    config_free(cfg);
+
+    /* the domain and the one region follow the gateway */
+    cfg = load_text("gateway: {domain: Example.TEAM, default_region: eu-west-1}\n"
+                    "provisioning:\n");
+    CU_ASSERT_STRING_EQUAL(cfg->provisioning.domain, "example.team");
+    CU_ASSERT_EQUAL_FATAL(cfg->provisioning.region_count, 1);
+    CU_ASSERT_STRING_EQUAL(cfg->provisioning.regions[0].name, "eu-west-1");
+    config_free(cfg);
+}
+
+static void test_provisioning_full(void)
+{
+    config *cfg = load_text(
+        "gateway: {domain: gw.example}\n"
+        "spark_versions: {'3.5': {spark_home: /opt/spark35}}\n"
+        "provisioning:\n"
+        "  backend: k8s_operator\n"
+        "  spark_version: '3.5'\n"
+        "  domain: Clusters.Example\n"
+        "  endpoint_pattern: 'sc://{team}.{env}.{region}.{domain}/'\n"
+        "  hosts_file: run/clusters.hosts\n"
+        "  hosts_address: '::1'\n"
+        "  start_timeout: 3m\n"
+        "  reap_interval: 1s\n"
+        "  environments:\n"
+        "    qa: {default_ttl: 90m, max_ttl: 2d, warm: {tiny: 2, big: 64}}\n"
+        "    live: {default_ttl: persistent, max_ttl: persistent}\n"
+        "    lab: {default_ttl: 30d, max_ttl: 30d, warm: {}}\n"
+        "  regions:\n"
+        "    eu-west-1: {fallback: us-east-1}\n"
+        "    us-east-1: {}\n"
+        "    ap-1:\n"
+        "  sizes:\n"
+        "    tiny: {driver: {cores: 1, memory: 512m}, executors: 1,\n"
+        "           executor: {cores: 1, memory: 1536MiB}}\n"
+        "    big_one: {driver: {cores: 1024, memory: 1TiB}, executors: 256,\n"
+        "              executor: {cores: 16, memory: 64g}}\n"
+        "    big: {driver: {cores: 2, memory: 4g}, executors: 3, executor: {cores: 4, memory: 8g}}\n"
+        "  catalogs:\n"
+        "    pedregal:\n"
+        "      spark.sql.catalog.pedregal: org.apache.iceberg.spark.SparkCatalog\n"
+        "      spark.sql.catalog.pedregal.warehouse: 's3://wh/{team}/{env}/{region}'\n"
+        "    lake_2: {spark.sql.defaultCatalog: lake, spark.sql.ansi.enabled: true}\n"
+        "  spark_conf: {spark.jars: /opt/jars/a.jar, spark.ui.port: 4041}\n"
+        "  quotas:\n"
+        "    default: {clusters: 2, cores: 16}\n"
+        "    teams:\n"
+        "      feature-eng: {clusters: 10, cores: 128}\n"
+        "      ml: {cores: 0}\n"
+        "  pool_budget: {cores: 48, memory: 96g}\n");
+    const config_provisioning *p = &cfg->provisioning;
+    CU_ASSERT_STRING_EQUAL(p->backend, "k8s_operator");
+    CU_ASSERT_STRING_EQUAL(p->spark_version, "3.5");
+    CU_ASSERT_STRING_EQUAL(p->domain, "clusters.example");
+    CU_ASSERT_STRING_EQUAL(p->endpoint_pattern, "sc://{team}.{env}.{region}.{domain}/");
+    CU_ASSERT_STRING_EQUAL(p->hosts_file, "./run/clusters.hosts"); /* beside the file */
+    CU_ASSERT_STRING_EQUAL(p->hosts_address, "::1");
+    CU_ASSERT_EQUAL(p->start_timeout_ms, 3 * 60 * 1000);
+    CU_ASSERT_EQUAL(p->reap_interval_ms, 1000);
+
+    CU_ASSERT_EQUAL(p->environment_count, 3); /* the given map replaces the defaults */
+    CU_ASSERT_PTR_NULL(config_find_environment(cfg, "dev"));
+    const config_environment *qa = config_find_environment(cfg, "qa");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(qa);
+    CU_ASSERT_EQUAL(qa->default_ttl_s, 90 * 60);
+    CU_ASSERT_EQUAL(qa->max_ttl_s, 2 * DAY);
+    CU_ASSERT_EQUAL_FATAL(qa->warm_count, 2);
+    CU_ASSERT_STRING_EQUAL(qa->warm[0].size, "tiny");
+    CU_ASSERT_EQUAL(qa->warm[0].count, 2);
+    CU_ASSERT_STRING_EQUAL(qa->warm[1].size, "big");
+    CU_ASSERT_EQUAL(qa->warm[1].count, 64);
+    assert_environment(cfg, "live", 0, 0, NULL, 0);
+    assert_environment(cfg, "lab", 30 * DAY, 30 * DAY, NULL, 0);
+
+    CU_ASSERT_EQUAL_FATAL(p->region_count, 3);
+    CU_ASSERT_STRING_EQUAL(config_find_region(cfg, "eu-west-1")->fallback, "us-east-1");
+    CU_ASSERT_PTR_NULL(config_find_region(cfg, "us-east-1")->fallback);
+    CU_ASSERT_PTR_NULL(config_find_region(cfg, "ap-1")->fallback);
+    CU_ASSERT_PTR_NULL(config_find_region(cfg, "local"));
+
+    CU_ASSERT_EQUAL(p->size_count, 3);
+    CU_ASSERT_PTR_NULL(config_find_size(cfg, "small"));
+    assert_size(cfg, "tiny", 1, 512, 1, 1, 1536);
+    assert_size(cfg, "big_one", 1024, 1024 * 1024, 256, 16, 64 * 1024);
+    assert_size(cfg, "big", 2, 4096, 3, 4, 8192);
+
+    CU_ASSERT_EQUAL_FATAL(p->catalog_count, 2);
+    const config_catalog *pedregal = config_find_catalog(cfg, "pedregal");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pedregal);
+    CU_ASSERT_EQUAL_FATAL(pedregal->conf_count, 2);
+    CU_ASSERT_STRING_EQUAL(pedregal->conf[0].key, "spark.sql.catalog.pedregal");
+    CU_ASSERT_STRING_EQUAL(pedregal->conf[0].value, "org.apache.iceberg.spark.SparkCatalog");
+    CU_ASSERT_STRING_EQUAL(pedregal->conf[1].value, "s3://wh/{team}/{env}/{region}");
+    CU_ASSERT_EQUAL(config_find_catalog(cfg, "lake_2")->conf_count, 2);
+    CU_ASSERT_STRING_EQUAL(config_find_catalog(cfg, "lake_2")->conf[1].value, "true");
+
+    CU_ASSERT_EQUAL_FATAL(p->spark_conf_count, 2);
+    CU_ASSERT_STRING_EQUAL(p->spark_conf[0].key, "spark.jars");
+    CU_ASSERT_STRING_EQUAL(p->spark_conf[0].value, "/opt/jars/a.jar");
+    CU_ASSERT_STRING_EQUAL(p->spark_conf[1].value, "4041");
+
+    CU_ASSERT_EQUAL(p->default_quota.clusters, 2);
+    CU_ASSERT_EQUAL(p->default_quota.cores, 16);
+    const config_quota *fe = config_team_quota(cfg, "feature-eng");
+    CU_ASSERT_STRING_EQUAL(fe->team, "feature-eng");
+    CU_ASSERT_EQUAL(fe->clusters, 10);
+    CU_ASSERT_EQUAL(fe->cores, 128);
+    const config_quota *ml = config_team_quota(cfg, "ml");
+    CU_ASSERT_EQUAL(ml->clusters, 2); /* from quotas.default */
+    CU_ASSERT_EQUAL(ml->cores, 0);
+    CU_ASSERT_PTR_EQUAL(config_team_quota(cfg, "other"), &p->default_quota);
+    CU_ASSERT_EQUAL(p->pool_budget_cores, 48);
+    CU_ASSERT_EQUAL(p->pool_budget_memory_mib, 96 * 1024);
+    config_free(cfg);
+
+    /* the default environments keep a warm "small" only when that size exists */
+    cfg = load_text("provisioning:\n"
+                    "  sizes: {one: {driver: {cores: 1, memory: 1g}, executors: 1,\n"
+                    "                executor: {cores: 1, memory: 1g}}}\n");
+    assert_environment(cfg, "staging", 24 * HOUR, 30 * DAY, NULL, 0);
+    assert_environment(cfg, "prod", 7 * DAY, 0, NULL, 0);
+    config_free(cfg);
+}
+
+static void test_provisioning_problems(void)
+{
+    load_text_fails("provisioning:\n"                                               /* 1 */
+                    "  backend: Local\n"                                            /* 2 */
+                    "  spark_version: v4\n"                                         /* 3 */
+                    "  domain: 'a b'\n"                                             /* 4 */
+                    "  endpoint_pattern: 'http://{team}'\n"                         /* 5 */
+                    "  hosts_address: localhost\n"                                  /* 6 */
+                    "  start_timeout: 0s\n"                                         /* 7 */
+                    "  reap_interval: soon\n"                                       /* 8 */
+                    "  hosts_file: [a]\n"                                           /* 9 */
+                    "  pools: 1\n"                                                  /* 10 */
+                    "  spark_conf: {spark.x: [1], spark.y: ~}\n"                    /* 11 */
+                    "  pool_budget: {cores: -1, memory: 1000}\n"                    /* 12 */
+                    "  quotas:\n"                                                   /* 13 */
+                    "    default: {clusters: 100001, cores: x, gpus: 1}\n"          /* 14 */
+                    "    teams: {Feature: {clusters: 1}, ml: 3}\n"                  /* 15 */
+                    "    other: {}\n");                                             /* 16 */
+    CU_ASSERT(has_problem("t.yaml:2:12: provisioning.backend: backend names are 1 to 64 "
+                          "characters of a-z, 0-9 and '_', got 'Local'"));
+    CU_ASSERT(has_problem("t.yaml:3:18: provisioning.spark_version: spark versions look like 3.5 "
+                          "or 4.0.1 ([0-9]+(.[0-9]+)*), got 'v4'"));
+    CU_ASSERT(has_problem("t.yaml:4:11: provisioning.domain: expected a DNS name such as "
+                          "example.team, got 'a b'"));
+    CU_ASSERT(has_problem("t.yaml:5:21: provisioning.endpoint_pattern: 'http://{team}' must "
+                          "start with sc:// (a Spark Connect URL)"));
+    CU_ASSERT(has_problem("t.yaml:6:18: provisioning.hosts_address: expected an IPv4 or IPv6 "
+                          "address such as 127.0.0.1, got 'localhost'"));
+    CU_ASSERT(has_problem("t.yaml:7:18: provisioning.start_timeout: must be greater than 0"));
+    CU_ASSERT(has_problem("t.yaml:8:18: provisioning.reap_interval: expected a duration such as "
+                          "250ms, 30s, 5m, 2h or 7d, got 'soon'"));
+    CU_ASSERT(has_problem("t.yaml:9:15: provisioning.hosts_file: expected a non-empty string, "
+                          "got a sequence"));
+    CU_ASSERT(has_problem("t.yaml:10:3: provisioning.pools: unknown key 'pools' in "
+                          "provisioning; known keys: backend, spark_version, domain, "
+                          "endpoint_pattern, hosts_file, hosts_address, start_timeout, "
+                          "reap_interval, environments, regions, sizes, catalogs, spark_conf, "
+                          "quotas, pool_budget"));
+    CU_ASSERT(has_problem("t.yaml:11:25: provisioning.spark_conf.spark.x: expected a string, "
+                          "number or boolean, got a sequence"));
+    CU_ASSERT(has_problem("t.yaml:11:39: provisioning.spark_conf.spark.y: expected a string, "
+                          "number or boolean, got null"));
+    CU_ASSERT(has_problem("t.yaml:12:24: provisioning.pool_budget.cores: expected an integer "
+                          "from 0 to 1000000, got '-1'"));
+    CU_ASSERT(has_problem("t.yaml:12:36: provisioning.pool_budget.memory: expected a size in "
+                          "whole MiB such as 512m, 1g or 4GiB, got '1000'"));
+    CU_ASSERT(has_problem("t.yaml:14:25: provisioning.quotas.default.clusters: expected an "
+                          "integer from 0 to 100000, got '100001'"));
+    CU_ASSERT(has_problem("t.yaml:14:40: provisioning.quotas.default.cores: expected an integer "
+                          "from 0 to 1000000, got 'x'"));
+    CU_ASSERT(has_problem("t.yaml:14:43: provisioning.quotas.default.gpus: unknown key 'gpus' "
+                          "in provisioning.quotas.default; known keys: clusters, cores"));
+    CU_ASSERT(has_problem("t.yaml:15:13: provisioning.quotas.teams.Feature: team names are "
+                          "[a-z0-9-]{1,63}, got 'Feature'"));
+    CU_ASSERT(has_problem("t.yaml:15:41: provisioning.quotas.teams.ml: expected a mapping with "
+                          "clusters and/or cores, got '3'"));
+    CU_ASSERT(has_problem("t.yaml:16:5: provisioning.quotas.other: unknown key 'other' in "
+                          "provisioning.quotas; known keys: default, teams"));
+    CU_ASSERT_EQUAL(problems.count, 19);
+}
+
+static void test_provisioning_map_problems(void)
+{
+    load_text_fails("provisioning:\n"                                               /* 1 */
+                    "  environments:\n"                                             /* 2 */
+                    "    pre-prod: {default_ttl: 1h, max_ttl: 2h}\n"                /* 3 */
+                    "    a: {default_ttl: 2d, max_ttl: 1d}\n"                       /* 4 */
+                    "    b: {default_ttl: persistent, max_ttl: 7d}\n"               /* 5 */
+                    "    c: {max_ttl: 0}\n"                                         /* 6 */
+                    "    d: {default_ttl: 367d, max_ttl: 1500ms, warm: {huge: 1}}\n" /* 7 */
+                    "    e: {default_ttl: 1h, max_ttl: 1h, warm: {s: 65, bad: 1}, x: 1}\n" /* 8 */
+                    "    f: 1\n"                                                    /* 9 */
+                    "  regions:\n"                                                  /* 10 */
+                    "    EU: {}\n"                                                  /* 11 */
+                    "    eu: {fallback: eu}\n"                                      /* 12 */
+                    "    us: {fallback: mars}\n"                                    /* 13 */
+                    "    ap: [1]\n"                                                 /* 14 */
+                    "  sizes:\n"                                                    /* 15 */
+                    "    s: {driver: {cores: 1, memory: 1g}, executors: 1,\n"      /* 16 */
+                    "        executor: {cores: 1, memory: 1g}}\n"                   /* 17 */
+                    "    bad: {driver: {cores: 0, memory: 1.5g}, executors: 257,\n" /* 18 */
+                    "          executor: {memory: 1g, disk: 1}}\n"                  /* 19 */
+                    "    Big: {}\n"                                                 /* 20 */
+                    "    empty: {executors: 1}\n"                                   /* 21 */
+                    "  catalogs:\n"                                                 /* 22 */
+                    "    my-cat: {spark.sql.x: 1}\n"                                /* 23 */
+                    "    c1: {spark.jars: a.jar}\n"                                 /* 24 */
+                    "    c2: {}\n");                                                /* 25 */
+    CU_ASSERT(has_problem("t.yaml:3:5: provisioning.environments.pre-prod: environment names "
+                          "are [a-z0-9]{1,63} (no '-': host names such as team-env-region are "
+                          "split on it), got 'pre-prod'"));
+    CU_ASSERT(has_problem("t.yaml:4:22: provisioning.environments.a.default_ttl: '2d' is longer "
+                          "than max_ttl '1d'"));
+    CU_ASSERT(has_problem("t.yaml:5:22: provisioning.environments.b.default_ttl: persistent is "
+                          "not allowed when max_ttl is '7d'"));
+    CU_ASSERT(has_problem("t.yaml:6:18: provisioning.environments.c.max_ttl: must be whole "
+                          "seconds from 1s to 366d (or persistent), got '0'"));
+    CU_ASSERT(has_problem("t.yaml:6:8: provisioning.environments.c.default_ttl: required (a "
+                          "duration such as 8h or 7d, or persistent)"));
+    CU_ASSERT(has_problem("t.yaml:7:22: provisioning.environments.d.default_ttl: must be whole "
+                          "seconds from 1s to 366d (or persistent), got '367d'"));
+    CU_ASSERT(has_problem("t.yaml:7:37: provisioning.environments.d.max_ttl: must be whole "
+                          "seconds from 1s to 366d (or persistent), got '1500ms'"));
+    CU_ASSERT(has_problem("t.yaml:7:52: provisioning.environments.d.warm.huge: 'huge' is not a "
+                          "size in provisioning.sizes"));
+    CU_ASSERT(has_problem("t.yaml:8:49: provisioning.environments.e.warm.s: expected an integer "
+                          "from 0 to 64, got '65'"));
+    CU_ASSERT(has_problem("t.yaml:8:62: provisioning.environments.e.x: unknown key 'x' in "
+                          "provisioning.environments.e; known keys: default_ttl, max_ttl, warm"));
+    CU_ASSERT(has_problem("t.yaml:9:8: provisioning.environments.f: expected a mapping with "
+                          "default_ttl, max_ttl and warm, got '1'"));
+    CU_ASSERT(has_problem("t.yaml:11:5: provisioning.regions.EU: region names are "
+                          "[a-z0-9-]{1,63}, got 'EU'"));
+    CU_ASSERT(has_problem("t.yaml:12:20: provisioning.regions.eu.fallback: a region cannot fall "
+                          "back to itself"));
+    CU_ASSERT(has_problem("t.yaml:13:20: provisioning.regions.us.fallback: 'mars' is not one of "
+                          "the configured regions (EU, eu, us, ap)"));
+    CU_ASSERT(has_problem("t.yaml:14:9: provisioning.regions.ap: expected a mapping such as "
+                          "{fallback: other-region} or {}, got a sequence"));
+    CU_ASSERT(has_problem("t.yaml:18:27: provisioning.sizes.bad.driver.cores: expected an "
+                          "integer from 1 to 1024, got '0'"));
+    CU_ASSERT(has_problem("t.yaml:18:38: provisioning.sizes.bad.driver.memory: expected a size "
+                          "in whole MiB such as 512m, 1g or 4GiB, got '1.5g'"));
+    CU_ASSERT(has_problem("t.yaml:18:56: provisioning.sizes.bad.executors: expected an integer "
+                          "from 1 to 256, got '257'"));
+    CU_ASSERT(has_problem("t.yaml:19:34: provisioning.sizes.bad.executor.disk: unknown key "
+                          "'disk' in provisioning.sizes.bad.executor; known keys: cores, memory"));
+    CU_ASSERT(has_problem("t.yaml:19:21: provisioning.sizes.bad.executor.cores: required"));
+    CU_ASSERT(has_problem("t.yaml:20:5: provisioning.sizes.Big: size names are [a-z0-9_-]{1,63}, "
+                          "got 'Big'"));
+    CU_ASSERT(has_problem("t.yaml:21:12: provisioning.sizes.empty.driver: required: {cores, "
+                          "memory}"));
+    CU_ASSERT(has_problem("t.yaml:21:12: provisioning.sizes.empty.executor: required: {cores, "
+                          "memory}"));
+    CU_ASSERT(has_problem("t.yaml:23:5: provisioning.catalogs.my-cat: catalog names are "
+                          "[a-z0-9_]{1,63}, got 'my-cat'"));
+    CU_ASSERT(has_problem("t.yaml:24:10: provisioning.catalogs.c1.spark.jars: 'spark.jars' is not "
+                          "a spark.sql.* setting: catalogs are applied as runtime settings so "
+                          "that a warm cluster can take them when it is handed over (static "
+                          "settings belong in provisioning.spark_conf)"));
+    CU_ASSERT(has_problem("t.yaml:25:9: provisioning.catalogs.c2: expected a non-empty mapping of "
+                          "spark.sql.* settings, got a mapping"));
+    /* e.warm.bad names a size that is given but broken: reported once, at the size */
+    CU_ASSERT_EQUAL(problems.count, 26);
+
+    load_text_fails("provisioning: {environments: {}, regions: {}, sizes: {}, catalogs: []}\n");
+    CU_ASSERT(has_problem("t.yaml:1:30: provisioning.environments: at least one environment is "
+                          "required"));
+    CU_ASSERT(has_problem("t.yaml:1:43: provisioning.regions: at least one region is required"));
+    CU_ASSERT(has_problem("t.yaml:1:54: provisioning.sizes: at least one size is required"));
+    CU_ASSERT(has_problem("t.yaml:1:68: provisioning.catalogs: expected a mapping, got a "
+                          "sequence"));
+    CU_ASSERT_EQUAL(problems.count, 4);
+
+    load_text_fails("provisioning:\n"
+                    "  endpoint_pattern: 'sc://{env}-{region}:1'\n"
+                    "provisioning2: 1\n");
+    CU_ASSERT(has_problem("t.yaml:2:21: provisioning.endpoint_pattern: 'sc://{env}-{region}:1' "
+                          "must contain {team}: every team's cluster needs its own name"));
+    load_text_fails("provisioning: {endpoint_pattern: 'sc://{team}.{zone}:1'}\n");
+    CU_ASSERT(has_problem("t.yaml:1:34: provisioning.endpoint_pattern: 'sc://{team}.{zone}:1' "
+                          "knows only the placeholders {team}, {env}, {region} and {domain}"));
+    load_text_fails("provisioning: {endpoint_pattern: 'sc://:1{team}'}\n");
+    CU_ASSERT(has_problem("t.yaml:1:34: provisioning.endpoint_pattern: 'sc://:1{team}' has no "
+                          "host after sc://"));
+    load_text_fails("provisioning: [1]\n");
+    CU_ASSERT(has_problem("t.yaml:1:15: provisioning: expected a mapping, got a sequence"));
+}
+
 static const unit_test_case cases[] = {
     {"defaults when nothing is set", test_defaults},
     {"a file that sets every key", test_full_file},
@@ -688,6 +1054,11 @@ static const unit_test_case cases[] = {
     {"gateway problems", test_gateway_problems},
     {"static clusters", test_clusters},
     {"cluster problems", test_cluster_problems},
+    {"provisioning defaults", test_provisioning_defaults},
+    {"a provisioning section that sets every key", test_provisioning_full},
+    {"provisioning scalar, quota and budget problems", test_provisioning_problems},
+    {"provisioning environment, region, size and catalog problems",
+     test_provisioning_map_problems},
     {NULL, NULL}};
 
 UNIT_TEST_MAIN("config", cases)

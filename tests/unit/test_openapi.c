@@ -1,8 +1,9 @@
 /*
  * test_openapi.c - the OpenAPI document the daemon serves: the embedded copy
  * is core/openapi.json exactly, it lists every route with its methods, only
- * the open routes drop the bearer requirement, both job request shapes and
- * the error shape are described, and every $ref points somewhere.
+ * the open routes drop the bearer requirement, both job request shapes, the
+ * cluster shapes and the error shape are described, operationIds are unique
+ * and every $ref points somewhere.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -51,6 +52,14 @@ static const struct {
     {"/api/v1/jobs/{id}", "delete", 0},
     {"/api/v1/jobs/{id}/events", "get", 0},
     {"/api/v1/jobs/{id}/logs", "get", 0},
+    {"/api/v1/clusters", "post", 0},
+    {"/api/v1/clusters", "get", 0},
+    {"/api/v1/clusters/{id}", "get", 0},
+    {"/api/v1/clusters/{id}", "delete", 0},
+    {"/api/v1/clusters/{id}/scale", "post", 0},
+    {"/api/v1/clusters/{id}/ttl", "post", 0},
+    {"/api/v1/clusters/{id}/events", "get", 0},
+    {"/api/v1/discovery", "get", 0},
 };
 
 static void test_every_route_is_listed(void)
@@ -167,10 +176,72 @@ static void test_every_ref_resolves(void)
     json_decref(doc);
 }
 
+/* Whether schema `name` has every property in the NULL-terminated `fields`. */
+static int schema_has_properties(json_t *doc, const char *name, const char *const *fields)
+{
+    json_t *schemas = json_object_get(json_object_get(doc, "components"), "schemas");
+    json_t *properties = json_object_get(json_object_get(schemas, name), "properties");
+    int ok = properties != NULL;
+    for (size_t i = 0; fields[i] != NULL; i++)
+        if (json_object_get(properties, fields[i]) == NULL) {
+            fprintf(stderr, "\n    %s lacks %s", name, fields[i]);
+            ok = 0;
+        }
+    return ok;
+}
+
+static void test_cluster_shapes(void)
+{
+    static const char *const request[] = {"team", "environment", "region", "size",
+                                          "catalogs", "ttl", NULL};
+    static const char *const reply[] = {"cluster_id", "endpoint", "status", "catalogs",
+                                        "expires_at", "estimated_ready_seconds", NULL};
+    static const char *const discovery[] = {"cluster_id", "endpoint", "region", "fallback",
+                                            NULL};
+    json_t *doc = load_embedded();
+    CU_ASSERT_TRUE(schema_has_properties(doc, "ClusterRequest", request));
+    CU_ASSERT_TRUE(schema_has_properties(doc, "Cluster", reply));
+    CU_ASSERT_TRUE(schema_has_properties(doc, "Discovery", discovery));
+    json_t *states = resolve(doc, "#/components/schemas/Cluster/properties/status/enum");
+    CU_ASSERT_EQUAL(json_array_size(states), 6);
+    /* A create answers 201 new, 200 replayed, 429 over quota. */
+    json_t *responses = json_object_get(
+        json_object_get(json_object_get(json_object_get(doc, "paths"), "/api/v1/clusters"),
+                        "post"),
+        "responses");
+    CU_ASSERT_PTR_NOT_NULL(json_object_get(responses, "201"));
+    CU_ASSERT_PTR_NOT_NULL(json_object_get(responses, "200"));
+    CU_ASSERT_PTR_NOT_NULL(json_object_get(responses, "429"));
+    json_decref(doc);
+}
+
+static void test_operation_ids_are_unique(void)
+{
+    json_t *doc = load_embedded(), *seen = json_object();
+    const char *path, *method;
+    json_t *item, *op;
+    json_object_foreach(json_object_get(doc, "paths"), path, item) {
+        json_object_foreach(item, method, op) {
+            const char *id = json_string_value(json_object_get(op, "operationId"));
+            if (strcmp(method, "parameters") == 0 || id == NULL)
+                continue;
+            if (json_object_get(seen, id) != NULL)
+                fprintf(stderr, "\n    operationId %s used twice", id);
+            CU_ASSERT_PTR_NULL(json_object_get(seen, id));
+            json_object_set_new(seen, id, json_true());
+        }
+    }
+    CU_ASSERT_EQUAL(json_object_size(seen), sizeof(routes) / sizeof(routes[0]));
+    json_decref(seen);
+    json_decref(doc);
+}
+
 static const unit_test_case cases[] = {
     {"the embedded document is core/openapi.json", test_embedded_copy_is_the_file},
     {"every route is listed, open ones without bearer", test_every_route_is_listed},
     {"both job request shapes and the error shape", test_both_request_shapes_and_errors},
+    {"cluster request, reply and discovery shapes", test_cluster_shapes},
+    {"operationIds are unique", test_operation_ids_are_unique},
     {"every $ref resolves", test_every_ref_resolves},
     {NULL, NULL}};
 

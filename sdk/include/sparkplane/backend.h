@@ -33,11 +33,43 @@
  * attach(on_event): the backend calls on_event(host_arg, json) whenever it
  *   notices a change by itself, with the job_status shape plus "id".
  *
- * reconcile(): reply SP_OK {"jobs": ["job-...", ...]} - every job the
- *   backend still owns after a restart.
+ * reconcile(): reply SP_OK {"jobs": ["job-...", ...], "clusters": [{"id",
+ *   "endpoint", "executors"}, ...]} - every job and cluster the backend
+ *   still owns after a restart ("clusters" may be absent).  The host stops
+ *   clusters it does not know with cluster_stop.
  *
- * Clusters (cluster_start/scale/stop/endpoint) are specified with the
- * provisioning API; a backend without clusters leaves them NULL.
+ * Clusters (Spark Connect; ABI 1.1).  A backend without clusters leaves
+ * these NULL.  The id is the host's name for the cluster ([a-z0-9-], at
+ * most 63 bytes); it stays the same for the cluster's whole life.
+ *
+ * cluster_start(cluster_json):
+ *   {"id": "...", "team": "..." ("" for a warm cluster), "environment",
+ *    "region", "namespace",
+ *    "resources": {"driver": {"cores": 1, "memory": "1g"}, "executors": 2,
+ *                  "executor": {"cores": 1, "memory": "1g"}},
+ *    "conf": {"spark.sql.catalog.x": "...", ...},   Spark settings to start with
+ *    "token": "...",          the server's pre-shared Spark Connect token
+ *    "runtime": {"spark_version", "spark_home"?, "image"?}}
+ *   reply SP_OK {"endpoint": "host:port", "executors": N} once the Spark
+ *   Connect port accepts connections (the host then checks that it answers
+ *   a real call before the cluster is RUNNING); SP_AGAIN / SP_UNAVAILABLE
+ *   (try later, message shown), SP_INVALID (never possible here: the
+ *   cluster FAILS), SP_ERROR (it did not come up: the reason, e.g. the end
+ *   of its log).
+ *
+ * cluster_scale(id, scale_json): {"executors": N, "executor": {"cores",
+ *   "memory"}} - reply SP_OK {"executors": N} once the new capacity is
+ *   registered (or the removed capacity is gone).  What "executors" means is
+ *   the backend's to document (local: standalone workers).
+ *
+ * cluster_stop(id): reply SP_OK once every process/container of the
+ *   cluster is gone; SP_NOT_FOUND when the backend has no such cluster.
+ *
+ * cluster_endpoint(id): reply SP_OK {"endpoint", "executors", "state":
+ *   "RUNNING"|"FAILED", "reason"?}; SP_NOT_FOUND.
+ *
+ * A cluster that dies by itself is reported through attach's on_event:
+ *   {"kind": "cluster", "id", "state": "FAILED", "reason"}.
  */
 #ifndef SPARKPLANE_BACKEND_H
 #define SPARKPLANE_BACKEND_H

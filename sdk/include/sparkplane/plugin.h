@@ -24,6 +24,10 @@
  * (SP_HAS_FIELD), so old plugins keep working in new hosts.
  *
  * ABI changelog (newest first):
+ *   1.1  2026-11-23  Cluster operations specified (backend.h: the
+ *                    cluster_start/scale/stop/endpoint documents, cluster
+ *                    events, "clusters" in the reconcile reply).  No table
+ *                    changed: a 1.0 backend without clusters loads as before.
  *   1.0  2026-11-23  First ABI: descriptor, options table, host API (log,
  *                    options, timers, HTTP client, child processes,
  *                    metrics, key/value store, registration), auth,
@@ -40,7 +44,7 @@ extern "C" {
 #endif
 
 #define SP_ABI_MAJOR 1
-#define SP_ABI_MINOR 0
+#define SP_ABI_MINOR 1
 
 /* "SPLG" - the first word of every descriptor. */
 #define SP_PLUGIN_MAGIC 0x53504c47u
