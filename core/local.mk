@@ -81,6 +81,7 @@ core_libsparkplane_core_la_SOURCES += core/gateway_guard.c core/gateway_guard.h
 
 # Provisioned clusters: lifecycle, hot pools, TTL reaper, discovery (clusters.h).
 core_libsparkplane_core_la_SOURCES += core/clusters.c core/clusters.h \
+	core/clusters_internal.h core/clusters_lifecycle.c core/clusters_pools.c \
 	core/store_clusters.h core/cluster_spec.h
 
 # Self-service clusters: the provisioning: section and request checks (pure logic).
