@@ -7,3 +7,6 @@ EXTRA_DIST += bench/jobs.sh bench/jobs.lua bench/jobs_list.lua bench/jobs_bulk.p
 # bench/gateway.sh - the Spark Connect gateway vs direct vs nghttpx; the upstream
 # (gateway_echo.c) is compiled by the script into a temporary directory, not by make.
 EXTRA_DIST += bench/gateway.sh bench/gateway_echo.c bench/gateway_idle.py
+# bench/clusters.sh - provisioned clusters on real Spark (local backend): POST to first query,
+# cold vs hot, and a first query through the gateway vs direct; its Python client is a heredoc.
+EXTRA_DIST += bench/clusters.sh

@@ -41,8 +41,7 @@
 /* ---- errors ----------------------------------------------------------------------------- */
 
 static __attribute__((format(printf, 5, 6))) int clusters_fail(clusters_error *err, int status,
-                                                               const char *code,
-                                                               const char *field,
+                                                               const char *code, const char *field,
                                                                const char *fmt, ...)
 {
     va_list ap;
@@ -101,8 +100,8 @@ static json_t *clusters_view(const clusters *c, const json_t *row)
     const char *state = clusters_str(row, "state");
     int estimate = 0;
     if (strcmp(state, "PROVISIONING") == 0) {
-        double average = c->cold_start_seconds > 0 ? c->cold_start_seconds
-                                                   : CLUSTERS_DEFAULT_ESTIMATE_S;
+        double average =
+            c->cold_start_seconds > 0 ? c->cold_start_seconds : CLUSTERS_DEFAULT_ESTIMATE_S;
         double waited =
             clusters_wall_seconds() - clusters_parse_time(clusters_str(row, "created_at"));
         estimate = average > waited ? (int)(average - waited + 0.5) : 1;
@@ -115,15 +114,16 @@ static json_t *clusters_view(const clusters *c, const json_t *row)
         clusters_str(row, "environment"), "region", clusters_str(row, "region"), "size",
         clusters_str(row, "size"), "status", state, "endpoint", json_object_get(row, "endpoint"),
         "namespace", json_object_get(row, "namespace"), "catalogs",
-        catalogs ? json_incref(catalogs) : json_array(), "executors", json_object_get(row, "executors"),
-        "cores", json_object_get(row, "cores"), "expires_at", json_object_get(row, "expires_at"),
-        "ttl", json_object_get(spec, "ttl"), "estimated_ready_seconds", estimate, "reason",
-        json_object_get(row, "reason"), "created_by", json_object_get(row, "created_by"),
-        "created_at", json_object_get(row, "created_at"), "updated_at",
-        json_object_get(row, "updated_at"));
+        catalogs ? json_incref(catalogs) : json_array(), "executors",
+        json_object_get(row, "executors"), "cores", json_object_get(row, "cores"), "expires_at",
+        json_object_get(row, "expires_at"), "ttl", json_object_get(spec, "ttl"),
+        "estimated_ready_seconds", estimate, "reason", json_object_get(row, "reason"), "created_by",
+        json_object_get(row, "created_by"), "created_at", json_object_get(row, "created_at"),
+        "updated_at", json_object_get(row, "updated_at"));
 }
 
-/* ---- create ----------------------------------------------------------------------------------- */
+/* ---- create -----------------------------------------------------------------------------------
+ */
 
 /* A replay of an earlier create: 1 with *out, 0 when the key is new, -1 with err. */
 static int clusters_replay(clusters *c, const char *team, const char *key, const char *hash,
@@ -142,7 +142,7 @@ static int clusters_replay(clusters *c, const char *team, const char *key, const
                              key, team);
     json_t *row = NULL;
     if (store_cluster_get(c->daemon->state, id, &row) != SP_OK)
-        return 0;       /* the cluster it named is gone: the key is free again */
+        return 0; /* the cluster it named is gone: the key is free again */
     *out = clusters_view(c, row);
     json_decref(row);
     return 1;
@@ -154,8 +154,8 @@ static int clusters_check_placement(clusters *c, const json_t *spec, clusters_er
     const char *team = clusters_str(spec, "team");
     const char *env = clusters_str(spec, "environment");
     const char *region = clusters_str(spec, "region");
-    store_cluster_filter filter = {.team = team, .environment = env, .region = region,
-                                   .live_only = 1};
+    store_cluster_filter filter = {
+        .team = team, .environment = env, .region = region, .live_only = 1};
     json_t *rows = NULL;
     if (store_cluster_list(c->daemon->state, &filter, &rows) != SP_OK)
         return clusters_store_failed(err);
@@ -164,14 +164,13 @@ static int clusters_check_placement(clusters *c, const json_t *spec, clusters_er
         clusters_fail(err, 409, "conflict", "region",
                       "team %s already has cluster '%s' (%s) in %s/%s: use it, or delete it "
                       "first",
-                      team, clusters_str(holder, "id"), clusters_str(holder, "state"), env,
-                      region);
+                      team, clusters_str(holder, "id"), clusters_str(holder, "state"), env, region);
         json_decref(rows);
         return -1;
     }
     json_decref(rows);
-    const cluster_entry *configured = cluster_registry_find_placement(
-        gateway_registry(c->daemon->gateway), team, env, region);
+    const cluster_entry *configured =
+        cluster_registry_find_placement(gateway_registry(c->daemon->gateway), team, env, region);
     if (configured != NULL && !configured->provisioned)
         return clusters_fail(err, 409, "conflict", "region",
                              "team %s has the configured cluster '%s' in %s/%s", team,
@@ -194,25 +193,26 @@ static int clusters_check_quota(clusters *c, const json_t *spec, clusters_error 
     if ((uint64_t)(cores + want) > quota->cores)
         return clusters_fail(err, 429, "quota_exceeded", "size",
                              "size '%s' needs %lld cores; team %s uses %lld of its %llu",
-                             clusters_str(spec, "size"), (long long)want, team,
-                             (long long)cores, (unsigned long long)quota->cores);
+                             clusters_str(spec, "size"), (long long)want, team, (long long)cores,
+                             (unsigned long long)quota->cores);
     return 0;
 }
 
-
+/* The oldest RUNNING warm cluster of the spec's pool, or NULL. */
 static json_t *clusters_take_warm(clusters *c, const json_t *spec)
 {
     char pool[256];
     clusters_pool_key(clusters_str(spec, "environment"), clusters_str(spec, "region"),
                       clusters_str(spec, "size"), pool, sizeof(pool));
-    store_cluster_filter filter = {.team = CLUSTERS_POOL_TEAM, .state = "RUNNING",
-                                   .include_warm = 1};
+    store_cluster_filter filter = {
+        .team = CLUSTERS_POOL_TEAM, .state = "RUNNING", .include_warm = 1};
     json_t *rows = NULL, *found = NULL;
     if (store_cluster_list(c->daemon->state, &filter, &rows) != SP_OK)
         return NULL;
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         if (strcmp(clusters_str(row, "pool"), pool) == 0) {
             found = json_incref(row);
             break;
@@ -265,34 +265,31 @@ static int clusters_insert(clusters *c, const sp_principal *caller, const json_t
         .expires_at = ttl > 0 ? expires : NULL,
         .created_by = caller->subject,
     };
-    store_idempotency idem = {.key = key,
-                              .request_hash = hash,
-                              .ttl_seconds = c->daemon->cfg->idempotency_ttl_ms / 1000};
+    store_idempotency idem = {
+        .key = key, .request_hash = hash, .ttl_seconds = c->daemon->cfg->idempotency_ttl_ms / 1000};
     json_t *stored = NULL;
-    store_create_result result =
-        store_cluster_create(c->daemon->state, &row, key ? &idem : NULL,
-                             warm ? clusters_str(warm, "id") : NULL, &stored, err_text,
-                             sizeof(err_text));
+    store_create_result result = store_cluster_create(c->daemon->state, &row, key ? &idem : NULL,
+                                                      warm ? clusters_str(warm, "id") : NULL,
+                                                      &stored, err_text, sizeof(err_text));
     json_decref(warm);
     if (result == STORE_FAILED && warm != NULL) {
         /* the warm cluster was taken meanwhile (or the store failed): start cold instead */
         return clusters_fail(err, 503, "unavailable", NULL, "%s; try again", err_text);
     }
     if (result == STORE_KEY_CONFLICT)
-        return clusters_fail(err, 409, "idempotency_conflict", "Idempotency-Key", "%s",
-                             err_text);
+        return clusters_fail(err, 409, "idempotency_conflict", "Idempotency-Key", "%s", err_text);
     if (result != STORE_CREATED && result != STORE_REPLAYED) {
         log_msg(SP_LOG_ERROR, "clusters", "cluster not stored: %s", err_text);
         return clusters_store_failed(err);
     }
     if (result == STORE_CREATED) {
         metrics_add(warm ? c->created_hot : c->created_cold, 1);
-        log_msg(SP_LOG_INFO, "clusters", "cluster %s for team %s: %s (%s)", id, team,
-                row.state, reason);
+        log_msg(SP_LOG_INFO, "clusters", "cluster %s for team %s: %s (%s)", id, team, row.state,
+                reason);
         if (strcmp(row.state, "RUNNING") == 0) {
             clusters_route(c, stored);
             clusters_write_hosts(c);
-            clusters_schedule(c);       /* refill the pool */
+            clusters_schedule(c); /* refill the pool */
         } else {
             clusters_start_backend(c, stored);
         }
@@ -374,21 +371,22 @@ int clusters_get(clusters *c, const sp_principal *caller, const char *id, json_t
 }
 
 int clusters_list(clusters *c, const sp_principal *caller, const char *team,
-                  const char *environment, const char *region, const char *status,
-                  json_t **out, clusters_error *err)
+                  const char *environment, const char *region, const char *status, json_t **out,
+                  clusters_error *err)
 {
     if (team != NULL && !principal_in_team(caller, team))
         return clusters_fail(err, 403, "forbidden", "team",
                              "%.200s is not a member of team '%.64s'", caller->subject, team);
-    store_cluster_filter filter = {.team = team, .environment = environment, .region = region,
-                                   .state = status};
+    store_cluster_filter filter = {
+        .team = team, .environment = environment, .region = region, .state = status};
     json_t *rows = NULL;
     if (store_cluster_list(c->daemon->state, &filter, &rows) != SP_OK)
         return clusters_store_failed(err);
     json_t *items = json_array();
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         if (!clusters_is_warm(row) && principal_in_team(caller, clusters_str(row, "team")))
             json_array_append_new(items, clusters_view(c, row));
     }
@@ -507,17 +505,19 @@ int clusters_scale(clusters *c, const sp_principal *caller, const char *id, cons
     const sp_backend_ops *ops = clusters_backend(c, &provider);
     if (clusters_check_member(caller, clusters_str(row, "team"), 1, err) != 0)
         goto done;
-    int status = cluster_spec_scale(c->daemon->cfg, json_object_get(row, "spec"), body, &scale,
-                                    &spec_error);
+    int status =
+        cluster_spec_scale(c->daemon->cfg, json_object_get(row, "spec"), body, &scale, &spec_error);
     if (status != SP_OK) {
         clusters_fail(err, status == SP_INVALID ? 400 : 500,
-                      status == SP_INVALID ? "invalid_request" : "internal", spec_error.field,
-                      "%s", status == SP_INVALID ? spec_error.message : "out of memory");
+                      status == SP_INVALID ? "invalid_request" : "internal", spec_error.field, "%s",
+                      status == SP_INVALID ? spec_error.message : "out of memory");
         goto done;
     }
     if (strcmp(clusters_str(row, "state"), "RUNNING") != 0) {
-        clusters_fail(err, 409, "conflict", NULL, "cluster '%s' is %s; only a RUNNING cluster "
-                      "can be scaled", id, clusters_str(row, "state"));
+        clusters_fail(err, 409, "conflict", NULL,
+                      "cluster '%s' is %s; only a RUNNING cluster "
+                      "can be scaled",
+                      id, clusters_str(row, "state"));
         goto done;
     }
     if (ops == NULL || !SP_HAS_FIELD(ops, sp_backend_ops, cluster_scale) ||
@@ -529,8 +529,8 @@ int clusters_scale(clusters *c, const sp_principal *caller, const char *id, cons
     target = clusters_scale_target(row, scale);
     const config_quota *quota = config_team_quota(c->daemon->cfg, clusters_str(row, "team"));
     int64_t count = 0, cores = 0;
-    if (target == NULL || store_cluster_usage(c->daemon->state, clusters_str(row, "team"),
-                                              &count, &cores) != SP_OK) {
+    if (target == NULL ||
+        store_cluster_usage(c->daemon->state, clusters_str(row, "team"), &count, &cores) != SP_OK) {
         clusters_store_failed(err);
         goto done;
     }
@@ -547,8 +547,7 @@ int clusters_scale(clusters *c, const sp_principal *caller, const char *id, cons
     snprintf(reason, sizeof(reason), "%.200s asked for %lld executor(s)", caller->subject,
              (long long)json_integer_value(json_object_get(target, "executors")));
     if (clusters_transition(c, id, "RUNNING", "SCALING", reason, NULL, &after) != SP_OK) {
-        clusters_fail(err, 409, "conflict", NULL, "cluster '%s' changed meanwhile; try again",
-                      id);
+        clusters_fail(err, 409, "conflict", NULL, "cluster '%s' changed meanwhile; try again", id);
         goto done;
     }
     cluster_op *op = clusters_op_new(c, CLUSTER_OP_SCALE, id, clusters_str(row, "backend_ref"));
@@ -580,8 +579,8 @@ done:
     return rc;
 }
 
-int clusters_set_ttl(clusters *c, const sp_principal *caller, const char *id,
-                     const json_t *body, json_t **out, clusters_error *err)
+int clusters_set_ttl(clusters *c, const sp_principal *caller, const char *id, const json_t *body,
+                     json_t **out, clusters_error *err)
 {
     json_t *row = clusters_load_visible(c, caller, id, err);
     if (row == NULL)
@@ -615,11 +614,10 @@ int clusters_set_ttl(clusters *c, const sp_principal *caller, const char *id,
     snprintf(reason, sizeof(reason), "%.200s set the ttl to %s%s%s", caller->subject,
              json_string_value(ttl_text), ttl > 0 ? ": expires at " : " (no expiry)",
              ttl > 0 ? expires : "");
-    int status = store_cluster_update(c->daemon->state, id, clusters_str(row, "state"), NULL,
-                                      NULL, fields, &after, err->message, sizeof(err->message));
+    int status = store_cluster_update(c->daemon->state, id, clusters_str(row, "state"), NULL, NULL,
+                                      fields, &after, err->message, sizeof(err->message));
     if (status != SP_OK) {
-        clusters_fail(err, 409, "conflict", NULL, "cluster '%s' changed meanwhile; try again",
-                      id);
+        clusters_fail(err, 409, "conflict", NULL, "cluster '%s' changed meanwhile; try again", id);
         goto done;
     }
     store_cluster_note(c->daemon->state, id, reason, NULL, 0);
@@ -651,11 +649,11 @@ int clusters_events(clusters *c, const sp_principal *caller, const char *id, jso
 
 /* A routable cluster of the placement: a provisioned RUNNING one or a configured one with a
  * healthy driver. */
-static const cluster_entry *clusters_find_serving(clusters *c, const char *team,
-                                                  const char *env, const char *region)
+static const cluster_entry *clusters_find_serving(clusters *c, const char *team, const char *env,
+                                                  const char *region)
 {
-    const cluster_entry *entry = cluster_registry_find_placement(
-        gateway_registry(c->daemon->gateway), team, env, region);
+    const cluster_entry *entry =
+        cluster_registry_find_placement(gateway_registry(c->daemon->gateway), team, env, region);
     if (entry == NULL || entry->ended != NULL || cluster_registry_pick_endpoint(entry) < 0)
         return NULL;
     return entry;
@@ -693,8 +691,8 @@ int clusters_discover(clusters *c, const sp_principal *caller, const char *team,
                              asked->fallback ? asked->fallback : "");
     char endpoint[512];
     cluster_spec_endpoint(cfg, team, environment, entry->region, endpoint, sizeof(endpoint));
-    *out = json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "cluster_id", entry->id, "endpoint",
-                     endpoint, "team", team, "region", entry->region, "fallback", fallback,
-                     "status", "RUNNING");
+    *out =
+        json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "cluster_id", entry->id, "endpoint", endpoint,
+                  "team", team, "region", entry->region, "fallback", fallback, "status", "RUNNING");
     return 0;
 }

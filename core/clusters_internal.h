@@ -29,13 +29,16 @@
 #include "metrics.h"
 #include "spark_connect_call.h"
 
-#define CLUSTERS_READY_RETRY_MS 1000u       /* between readiness calls */
-#define CLUSTERS_READY_CALL_MS 10000u       /* one readiness call */
-#define CLUSTERS_POOL_RETRY_MS 60000u       /* after a warm start failed */
-#define CLUSTERS_DEFAULT_ESTIMATE_S 60      /* before a cold start was measured */
-#define CLUSTERS_TOKEN_BYTES 32
-#define CLUSTERS_PROBE_USER "sparkplane"
-#define CLUSTERS_POOL_TEAM ""
+#define CLUSTERS_READY_RETRY_MS 1000u   /* between readiness calls */
+#define CLUSTERS_READY_CALL_MS  10000u  /* one readiness call */
+#define CLUSTERS_WARMUP_CALL_MS 300000u /* the warm-up query (executors may be starting) */
+/* Two tasks, so both the driver and an executor load what a query needs. */
+#define CLUSTERS_WARMUP_QUERY       "SELECT count(*) FROM range(0, 1000, 1, 2)"
+#define CLUSTERS_POOL_RETRY_MS      60000u /* after a warm start failed */
+#define CLUSTERS_DEFAULT_ESTIMATE_S 60     /* before a cold start was measured */
+#define CLUSTERS_TOKEN_BYTES        32
+#define CLUSTERS_PROBE_USER         "sparkplane"
+#define CLUSTERS_POOL_TEAM          ""
 
 typedef enum cluster_op_kind {
     CLUSTER_OP_START,
@@ -51,13 +54,14 @@ typedef struct cluster_op {
     struct cluster_op *prev;
     struct cluster_op *next;
     cluster_op_kind kind;
-    int abandoned;                  /* the plugins were reloaded: ignore the reply */
+    int abandoned; /* the plugins were reloaded: ignore the reply */
     char id[CLUSTER_ID_MAX + 1];
     char ref[CLUSTER_ID_MAX + 1];
-    json_t *scale;                  /* CLUSTER_OP_SCALE: the target */
-    sc_call *call;                  /* CLUSTER_OP_READY: the Config call under way */
-    struct event *retry;            /* CLUSTER_OP_READY: the next attempt */
-    char session[37];               /* CLUSTER_OP_READY: one session for every attempt */
+    json_t *scale;       /* CLUSTER_OP_SCALE: the target */
+    sc_call *call;       /* CLUSTER_OP_READY: the Config call under way */
+    struct event *retry; /* CLUSTER_OP_READY: the next attempt */
+    char session[37];    /* CLUSTER_OP_READY: one session for every attempt */
+    int warming;         /* CLUSTER_OP_READY: Config answered, warm-up query next */
     char last_error[256];
 } cluster_op;
 
@@ -67,8 +71,8 @@ struct clusters {
     cluster_op *ops;
     int started;
     int draining;
-    double cold_start_seconds;      /* running average of measured cold starts; 0: none */
-    uint64_t pool_retry_at_ms;      /* no warm start before this (after a failure) */
+    double cold_start_seconds; /* running average of measured cold starts; 0: none */
+    uint64_t pool_retry_at_ms; /* no warm start before this (after a failure) */
     sp_metric *created_hot;
     sp_metric *created_cold;
     sp_metric *ready_seconds;

@@ -105,8 +105,7 @@ const sp_backend_ops *clusters_backend(clusters *c, void **provider)
     return ops;
 }
 
-cluster_op *clusters_op_new(clusters *c, cluster_op_kind kind, const char *id,
-                                   const char *ref)
+cluster_op *clusters_op_new(clusters *c, cluster_op_kind kind, const char *id, const char *ref)
 {
     cluster_op *op = calloc(1, sizeof(*op));
     if (op == NULL)
@@ -178,7 +177,8 @@ void clusters_write_hosts(clusters *c)
     fprintf(f, "# Written by sparkplaned: the Spark Connect endpoints of running clusters.\n");
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         char host[256];
         if (cluster_spec_endpoint_host(clusters_str(row, "endpoint"), host, sizeof(host)) == 0)
             fprintf(f, "%s %s # %s\n", p->hosts_address, host, clusters_str(row, "id"));
@@ -204,8 +204,8 @@ void clusters_route(clusters *c, const json_t *row)
     char address[256];
     snprintf(address, sizeof(address), "%s", clusters_str(row, "driver"));
     cluster_endpoint endpoint = {.address = address, .healthy = 1};
-    json_t *conf = cluster_spec_catalog_conf(cfg, json_object_get(row, "catalogs"), team, env,
-                                             region);
+    json_t *conf =
+        cluster_spec_catalog_conf(cfg, json_object_get(row, "catalogs"), team, env, region);
     cluster_entry entry = {
         .id = (char *)clusters_str(row, "id"),
         .team = (char *)team,
@@ -219,8 +219,8 @@ void clusters_route(clusters *c, const json_t *row)
     };
     char err[512];
     if (gateway_cluster_put(c->daemon->gateway, &entry, err, sizeof(err)) != 0)
-        log_msg(SP_LOG_ERROR, "clusters", "cluster %s is RUNNING but not routable: %s",
-                entry.id, err);
+        log_msg(SP_LOG_ERROR, "clusters", "cluster %s is RUNNING but not routable: %s", entry.id,
+                err);
     json_decref(conf);
 }
 
@@ -230,7 +230,7 @@ void clusters_route(clusters *c, const json_t *row)
  * answer.
  */
 int clusters_transition(clusters *c, const char *id, const char *from, const char *to,
-                               const char *reason, const json_t *fields, json_t **row_out)
+                        const char *reason, const json_t *fields, json_t **row_out)
 {
     char err[256];
     json_t *row = NULL;
@@ -278,8 +278,8 @@ static void clusters_on_stopped(void *arg, int status, const char *json, const c
     } else if (found && strcmp(clusters_str(row, "state"), "TERMINATING") == 0) {
         if (status == SP_OK || status == SP_NOT_FOUND)
             clusters_transition(c, op->id, "TERMINATING", "TERMINATED",
-                                status == SP_OK ? "stopped" : "nothing was running any more",
-                                NULL, NULL);
+                                status == SP_OK ? "stopped" : "nothing was running any more", NULL,
+                                NULL);
         else
             log_msg(SP_LOG_WARN, "clusters", "cluster %s: stop failed (%s); tried again later",
                     op->id, message ? message : "no reason");
@@ -307,8 +307,7 @@ void clusters_stop_backend(clusters *c, const char *id, const char *ref)
 
 /* Ends a live cluster: TERMINATING now (the gateway stops routing to it), the backend stops
  * it in the background.  Warm clusters simply go. */
-int clusters_terminate(clusters *c, const json_t *row, const char *reason,
-                              json_t **row_out)
+int clusters_terminate(clusters *c, const json_t *row, const char *reason, json_t **row_out)
 {
     const char *id = clusters_str(row, "id");
     const char *state = clusters_str(row, "state");
@@ -331,7 +330,7 @@ int clusters_terminate(clusters *c, const json_t *row, const char *reason,
     }
     for (cluster_op *op = c->ops; op; op = op->next)
         if (strcmp(op->id, id) == 0 && op->kind != CLUSTER_OP_STOP)
-            op->abandoned = 1;     /* a start or readiness check of it means nothing now */
+            op->abandoned = 1; /* a start or readiness check of it means nothing now */
     clusters_stop_backend(c, id, ref);
     return SP_OK;
 }
@@ -352,7 +351,7 @@ void clusters_fail_cluster(clusters *c, const char *id, const char *reason)
     char ref_copy[CLUSTER_ID_MAX + 1];
     snprintf(ref_copy, sizeof(ref_copy), "%s", ref);
     json_decref(row);
-    clusters_stop_backend(c, id, ref_copy);   /* whatever is left of it */
+    clusters_stop_backend(c, id, ref_copy); /* whatever is left of it */
 }
 
 /* ---- start and readiness ------------------------------------------------------------------ */
@@ -442,9 +441,8 @@ void clusters_start_backend(clusters *c, const json_t *row)
     json_t *doc = clusters_start_document(c, row);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    cluster_op *op = text ? clusters_op_new(c, CLUSTER_OP_START, id,
-                                            clusters_str(row, "backend_ref"))
-                          : NULL;
+    cluster_op *op =
+        text ? clusters_op_new(c, CLUSTER_OP_START, id, clusters_str(row, "backend_ref")) : NULL;
     if (op == NULL) {
         free(text);
         clusters_fail_cluster(c, id, "out of memory");
@@ -460,7 +458,8 @@ static void clusters_ready_attempt(evutil_socket_t fd, short what, void *arg);
 
 static void clusters_ready_retry(cluster_op *op)
 {
-    struct timeval after = {CLUSTERS_READY_RETRY_MS / 1000, (CLUSTERS_READY_RETRY_MS % 1000) * 1000};
+    struct timeval after = {CLUSTERS_READY_RETRY_MS / 1000,
+                            (CLUSTERS_READY_RETRY_MS % 1000) * 1000};
     if (op->retry == NULL)
         op->retry = event_new(op->owner->daemon->base, -1, 0, clusters_ready_attempt, op);
     if (op->retry == NULL || event_add(op->retry, &after) != 0) {
@@ -485,8 +484,14 @@ static void clusters_on_ready_answer(void *arg, int grpc_status, const char *mes
         return;
     }
     if (grpc_status != 0) {
-        snprintf(op->last_error, sizeof(op->last_error), "%s", message);
+        snprintf(op->last_error, sizeof(op->last_error), "%s%s",
+                 op->warming ? "the warm-up query failed: " : "", message);
         clusters_ready_retry(op);
+        return;
+    }
+    if (!op->warming) { /* it answers: now let its executors load jars and classes */
+        op->warming = 1;
+        clusters_ready_attempt(-1, 0, op);
         return;
     }
     char id[CLUSTER_ID_MAX + 1];
@@ -497,7 +502,8 @@ static void clusters_on_ready_answer(void *arg, int grpc_status, const char *mes
         return;
     double waited = clusters_wall_seconds() - clusters_parse_time(clusters_str(row, "created_at"));
     char reason[384];
-    snprintf(reason, sizeof(reason), "Spark Connect server %s answered after %.1f s",
+    snprintf(reason, sizeof(reason),
+             "Spark Connect server %s answered and ran the warm-up query after %.1f s",
              clusters_str(row, "driver"), waited);
     if (clusters_transition(c, id, "PROVISIONING", "RUNNING", reason, NULL, NULL) == SP_OK) {
         metrics_observe(c->ready_seconds, waited);
@@ -521,11 +527,17 @@ static void clusters_ready_attempt(evutil_socket_t fd, short what, void *arg)
         return;
     }
     char err[256];
-    op->call = sc_call_config_get(c->daemon->base, gateway_pool(c->daemon->gateway),
-                                  clusters_str(row, "driver"), clusters_str(row, "token"),
-                                  op->session, CLUSTERS_PROBE_USER, "spark.app.name",
-                                  CLUSTERS_READY_CALL_MS, clusters_on_ready_answer, op, err,
-                                  sizeof(err));
+    gateway_upstream_pool *pool = gateway_pool(c->daemon->gateway);
+    if (op->warming)
+        op->call = sc_call_execute_sql(c->daemon->base, pool, clusters_str(row, "driver"),
+                                       clusters_str(row, "token"), op->session, CLUSTERS_PROBE_USER,
+                                       CLUSTERS_WARMUP_QUERY, CLUSTERS_WARMUP_CALL_MS,
+                                       clusters_on_ready_answer, op, err, sizeof(err));
+    else
+        op->call = sc_call_config_get(c->daemon->base, pool, clusters_str(row, "driver"),
+                                      clusters_str(row, "token"), op->session, CLUSTERS_PROBE_USER,
+                                      "spark.app.name", CLUSTERS_READY_CALL_MS,
+                                      clusters_on_ready_answer, op, err, sizeof(err));
     json_decref(row);
     if (op->call == NULL) {
         snprintf(op->last_error, sizeof(op->last_error), "%s", err);
@@ -533,7 +545,11 @@ static void clusters_ready_attempt(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Calls the new server until it answers (or the tick's start_timeout fails the cluster). */
+/*
+ * Calls the new server until it answers a Config call, then runs the warm-up query (a job on
+ * the executors: they fetch the cluster's jars and load their classes now, not during a
+ * user's first query), until the tick's start_timeout fails the cluster.
+ */
 void clusters_begin_ready(clusters *c, const char *id, const char *ref)
 {
     if (clusters_op_running(c, CLUSTER_OP_READY, id))
@@ -549,14 +565,13 @@ void clusters_begin_ready(clusters *c, const char *id, const char *ref)
 }
 
 void clusters_pool_key(const char *env, const char *region, const char *size, char *out,
-                              size_t out_size)
+                       size_t out_size)
 {
     snprintf(out, out_size, "%s/%s/%s", env, region, size);
 }
 
-/* The oldest RUNNING warm cluster of the spec's pool, or NULL. */
 void clusters_names(clusters *c, const json_t *spec, const char *team, char *id,
-                           char *namespace_name, char *endpoint)
+                    char *namespace_name, char *endpoint)
 {
     const config *cfg = c->daemon->cfg;
     const char *env = clusters_str(spec, "environment");

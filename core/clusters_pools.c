@@ -31,7 +31,8 @@ static void clusters_reap_expired(clusters *c)
         return;
     size_t i;
     json_t *id;
-    json_array_foreach(ids, i, id) {
+    json_array_foreach(ids, i, id)
+    {
         json_t *row = NULL;
         if (store_cluster_get(c->daemon->state, json_string_value(id), &row) != SP_OK)
             continue;
@@ -52,7 +53,8 @@ static void clusters_check_stuck(clusters *c, const json_t *rows)
     double limit = (double)clusters_cfg(c)->start_timeout_ms / 1000.0;
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         const char *id = clusters_str(row, "id");
         const char *state = clusters_str(row, "state");
         if (strcmp(state, "PROVISIONING") == 0 &&
@@ -62,8 +64,9 @@ static void clusters_check_stuck(clusters *c, const json_t *rows)
             for (cluster_op *op = c->ops; op; op = op->next)
                 if (op->kind == CLUSTER_OP_READY && strcmp(op->id, id) == 0)
                     last = op->last_error;
-            snprintf(reason, sizeof(reason), "not ready within provisioning.start_timeout (%.0f s)%s%s",
-                     limit, last[0] ? ": " : "", last);
+            snprintf(reason, sizeof(reason),
+                     "not ready within provisioning.start_timeout (%.0f s)%s%s", limit,
+                     last[0] ? ": " : "", last);
             for (cluster_op *op = c->ops; op; op = op->next)
                 if (strcmp(op->id, id) == 0)
                     op->abandoned = 1;
@@ -91,13 +94,12 @@ static int clusters_start_warm(clusters *c, const config_environment *env,
              (unsigned long long)size->executor_memory_mib);
     uint64_t cores = size->driver_cores + size->executors * size->executor_cores;
     uint64_t memory_mib = size->driver_memory_mib + size->executors * size->executor_memory_mib;
-    json_t *spec = json_pack(
-        "{s:s, s:s, s:s, s:{s:{s:I, s:s}, s:I, s:{s:I, s:s}}, s:I, s:I}", "environment",
-        env->name, "region", region->name, "size", size->name, "resources", "driver", "cores",
-        (json_int_t)size->driver_cores, "memory", memory, "executors",
-        (json_int_t)size->executors, "executor", "cores", (json_int_t)size->executor_cores,
-        "memory", executor_memory, "cores", (json_int_t)cores, "memory_mib",
-        (json_int_t)memory_mib);
+    json_t *spec = json_pack("{s:s, s:s, s:s, s:{s:{s:I, s:s}, s:I, s:{s:I, s:s}}, s:I, s:I}",
+                             "environment", env->name, "region", region->name, "size", size->name,
+                             "resources", "driver", "cores", (json_int_t)size->driver_cores,
+                             "memory", memory, "executors", (json_int_t)size->executors, "executor",
+                             "cores", (json_int_t)size->executor_cores, "memory", executor_memory,
+                             "cores", (json_int_t)cores, "memory_mib", (json_int_t)memory_mib);
     json_t *catalogs = json_array();
     store_cluster_new row = {
         .id = id,
@@ -119,8 +121,8 @@ static int clusters_start_warm(clusters *c, const config_environment *env,
         .spec = spec,
     };
     json_t *stored = NULL;
-    store_create_result result = store_cluster_create(c->daemon->state, &row, NULL, NULL,
-                                                      &stored, err_text, sizeof(err_text));
+    store_create_result result = store_cluster_create(c->daemon->state, &row, NULL, NULL, &stored,
+                                                      err_text, sizeof(err_text));
     json_decref(spec);
     json_decref(catalogs);
     if (result != STORE_CREATED) {
@@ -141,15 +143,15 @@ static void clusters_fill_pools(clusters *c)
     void *provider = NULL;
     if (c->draining || clusters_backend(c, &provider) == NULL)
         return;
-    store_cluster_filter filter = {.team = CLUSTERS_POOL_TEAM, .include_warm = 1,
-                                   .live_only = 1};
+    store_cluster_filter filter = {.team = CLUSTERS_POOL_TEAM, .include_warm = 1, .live_only = 1};
     json_t *warm = NULL;
     if (store_cluster_list(c->daemon->state, &filter, &warm) != SP_OK)
         return;
     uint64_t used_cores = 0, used_memory = 0;
     size_t i;
     json_t *row;
-    json_array_foreach(warm, i, row) {
+    json_array_foreach(warm, i, row)
+    {
         used_cores += (uint64_t)json_integer_value(json_object_get(row, "cores"));
         used_memory += (uint64_t)json_integer_value(json_object_get(row, "memory_mib"));
     }
@@ -164,10 +166,11 @@ static void clusters_fill_pools(clusters *c)
                 char pool[256];
                 clusters_pool_key(env->name, p->regions[r].name, size->name, pool, sizeof(pool));
                 uint64_t have = 0;
-                json_array_foreach(warm, i, row) {
+                json_array_foreach(warm, i, row)
+                {
                     if (strcmp(clusters_str(row, "pool"), pool) != 0)
                         continue;
-                    if (++have > env->warm[w].count) {   /* the count was lowered */
+                    if (++have > env->warm[w].count) { /* the count was lowered */
                         log_msg(SP_LOG_INFO, "clusters", "pool %s: stopping extra warm cluster %s",
                                 pool, clusters_str(row, "id"));
                         clusters_stop_backend(c, clusters_str(row, "id"),
@@ -191,12 +194,14 @@ static void clusters_fill_pools(clusters *c)
         }
     }
     /* warm clusters of pools that are no longer configured */
-    json_array_foreach(warm, i, row) {
-        const config_environment *env = config_find_environment(cfg, clusters_str(row, "environment"));
+    json_array_foreach(warm, i, row)
+    {
+        const config_environment *env =
+            config_find_environment(cfg, clusters_str(row, "environment"));
         int configured = 0;
         for (size_t w = 0; env && w < env->warm_count; w++)
-            configured |= strcmp(env->warm[w].size, clusters_str(row, "size")) == 0 &&
-                          env->warm[w].count > 0;
+            configured |=
+                strcmp(env->warm[w].size, clusters_str(row, "size")) == 0 && env->warm[w].count > 0;
         if (!configured || config_find_region(cfg, clusters_str(row, "region")) == NULL)
             clusters_stop_backend(c, clusters_str(row, "id"), clusters_str(row, "backend_ref"));
     }
@@ -244,7 +249,7 @@ static void clusters_adopt_row(clusters *c, const json_t *row, const json_t *ali
     }
     if (alive == NULL) {
         if (strcmp(state, "PROVISIONING") == 0 && !json_is_string(json_object_get(row, "driver"))) {
-            clusters_start_backend(c, row);     /* it never got started: start it now */
+            clusters_start_backend(c, row); /* it never got started: start it now */
             return;
         }
         if (warm) {
@@ -286,9 +291,10 @@ static void clusters_on_reconciled(void *arg, int status, const char *json, cons
         return;
     json_t *reply = status == SP_OK && json ? json_loads(json, 0, NULL) : NULL;
     if (status != SP_OK || reply == NULL) {
-        log_msg(SP_LOG_WARN, "clusters", "the %s backend did not say which clusters run (%s); "
-                "live clusters are left as they are", clusters_cfg(c)->backend,
-                message ? message : "no reply");
+        log_msg(SP_LOG_WARN, "clusters",
+                "the %s backend did not say which clusters run (%s); "
+                "live clusters are left as they are",
+                clusters_cfg(c)->backend, message ? message : "no reply");
         c->started = 1;
         json_decref(reply);
         return;
@@ -299,18 +305,22 @@ static void clusters_on_reconciled(void *arg, int status, const char *json, cons
     if (store_cluster_list(c->daemon->state, &filter, &rows) == SP_OK) {
         size_t i, k;
         json_t *row, *item;
-        json_array_foreach(rows, i, row) {
+        json_array_foreach(rows, i, row)
+        {
             json_t *match = NULL;
-            json_array_foreach(alive, k, item) {
+            json_array_foreach(alive, k, item)
+            {
                 if (strcmp(clusters_str(item, "id"), clusters_str(row, "backend_ref")) == 0)
                     match = item;
             }
             clusters_adopt_row(c, row, match);
         }
         /* what the backend runs that no live row owns: stop it */
-        json_array_foreach(alive, k, item) {
+        json_array_foreach(alive, k, item)
+        {
             int owned = 0;
-            json_array_foreach(rows, i, row) {
+            json_array_foreach(rows, i, row)
+            {
                 owned |= strcmp(clusters_str(item, "id"), clusters_str(row, "backend_ref")) == 0;
             }
             if (!owned) {
@@ -357,7 +367,8 @@ void clusters_backend_event(clusters *c, const char *json)
     if (store_cluster_list(c->daemon->state, &filter, &rows) == SP_OK) {
         size_t i;
         json_t *row;
-        json_array_foreach(rows, i, row) {
+        json_array_foreach(rows, i, row)
+        {
             if (strcmp(clusters_str(row, "backend_ref"), ref) != 0 ||
                 strcmp(clusters_str(row, "state"), "TERMINATING") == 0)
                 continue;
@@ -402,7 +413,7 @@ int clusters_configure(clusters *c, const config *cfg, diag_list *problems)
     (void)cfg;
     (void)problems;
     if (c->started)
-        clusters_schedule(c);   /* reap_interval may have changed; pools follow at the tick */
+        clusters_schedule(c); /* reap_interval may have changed; pools follow at the tick */
     return 0;
 }
 

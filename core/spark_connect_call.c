@@ -3,7 +3,7 @@
  *
  * A call is one gRPC request on a pooled upstream HTTP/2 connection
  * (gateway_upstream.h): headers, one length-prefixed ConfigRequest encoded
- * with protobuf-c (proto/spark_connect_config.proto), then the response
+ * with protobuf-c (proto/spark_connect_calls.proto), then the response
  * message and the grpc-status trailer (or a trailers-only answer) are
  * collected.  A timer bounds the whole call.
  */
@@ -16,29 +16,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spark_connect_config.pb-c.h"
+#include "spark_connect_calls.pb-c.h"
 
-#define SC_CALL_PATH "/spark.connect.SparkConnectService/Config"
-#define SC_GRPC_UNAVAILABLE 14
+#define SC_CONFIG_PATH            "/spark.connect.SparkConnectService/Config"
+#define SC_EXECUTE_PATH           "/spark.connect.SparkConnectService/ExecutePlan"
+#define SC_GRPC_UNAVAILABLE       14
 #define SC_GRPC_DEADLINE_EXCEEDED 4
-#define SC_GRPC_INTERNAL 13
-#define SC_CLIENT_TYPE "sparkplane"
+#define SC_GRPC_INTERNAL          13
+#define SC_CLIENT_TYPE            "sparkplane"
 
 struct sc_call {
     gateway_upstream_stream *up;
     struct event *timer;
     sc_call_done_fn done;
     void *arg;
-    uint8_t *request;           /* length-prefixed message */
+    uint8_t *request; /* length-prefixed message */
     size_t request_len;
     size_t request_sent;
     uint8_t *response;
     size_t response_len;
-    int http_ok;                /* :status 200 seen */
-    int grpc_status;            /* -1 until a grpc-status header */
+    int http_ok;     /* :status 200 seen */
+    int grpc_status; /* -1 until a grpc-status header */
     char grpc_message[256];
     char endpoint[256];
     uint64_t timeout_ms;
+    int decode_config; /* a Config call: decode its ConfigResponse */
 };
 
 /* ---- ending a call ------------------------------------------------------------------- */
@@ -52,8 +54,7 @@ static void sc_call_free(sc_call *call)
     free(call);
 }
 
-static void sc_call_finish(sc_call *call, int grpc_status, const char *message,
-                           const json_t *pairs)
+static void sc_call_finish(sc_call *call, int grpc_status, const char *message, const json_t *pairs)
 {
     call->done(call->arg, grpc_status, message, pairs);
     sc_call_free(call);
@@ -109,9 +110,8 @@ static void sc_on_headers(void *arg, const nghttp2_nv *nva, size_t nvlen, int tr
         if (nv->namelen == 7 && memcmp(nv->name, ":status", 7) == 0)
             call->http_ok = nv->valuelen == 3 && memcmp(nv->value, "200", 3) == 0;
         else if (nv->namelen == 11 && memcmp(nv->name, "grpc-status", 11) == 0)
-            call->grpc_status = nv->valuelen > 0 && nv->valuelen < 4
-                                    ? atoi((const char *)nv->value)
-                                    : SC_GRPC_INTERNAL;
+            call->grpc_status = nv->valuelen > 0 && nv->valuelen < 4 ? atoi((const char *)nv->value)
+                                                                     : SC_GRPC_INTERNAL;
         else if (nv->namelen == 12 && memcmp(nv->name, "grpc-message", 12) == 0)
             sc_decode_grpc_message(nv->value, nv->valuelen, call->grpc_message,
                                    sizeof(call->grpc_message));
@@ -153,9 +153,9 @@ static json_t *sc_response_pairs(const sc_call *call)
         return NULL;
     json_t *pairs = json_object();
     for (size_t i = 0; pairs && i < response->n_pairs; i++)
-        json_object_set_new(pairs, response->pairs[i]->key,
-                            json_string(response->pairs[i]->value ? response->pairs[i]->value
-                                                                  : ""));
+        json_object_set_new(
+            pairs, response->pairs[i]->key,
+            json_string(response->pairs[i]->value ? response->pairs[i]->value : ""));
     sparkplane__sc__config_response__free_unpacked(response, NULL);
     return pairs;
 }
@@ -183,9 +183,9 @@ static void sc_on_close(void *arg, uint32_t error_code, const char *why)
         sc_call_finish(call, call->grpc_status, message, NULL);
         return;
     }
-    json_t *pairs = sc_response_pairs(call);
+    json_t *pairs = call->decode_config ? sc_response_pairs(call) : json_object();
     if (pairs == NULL) {
-        snprintf(message, sizeof(message), "Spark Connect server %s: malformed ConfigResponse",
+        snprintf(message, sizeof(message), "Spark Connect server %s: malformed response",
                  call->endpoint);
         sc_call_finish(call, SC_GRPC_INTERNAL, message, NULL);
         return;
@@ -229,10 +229,10 @@ static void sc_on_timeout(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the request --------------------------------------------------------------------- */
 
-/* Packs `request` behind the 5-byte gRPC message prefix. */
-static uint8_t *sc_frame(const Sparkplane__Sc__ConfigRequest *request, size_t *len_out)
+/* Packs a request message behind the 5-byte gRPC message prefix. */
+static uint8_t *sc_frame(const ProtobufCMessage *request, size_t *len_out)
 {
-    size_t len = sparkplane__sc__config_request__get_packed_size(request);
+    size_t len = protobuf_c_message_get_packed_size(request);
     uint8_t *framed = malloc(len + 5);
     if (framed == NULL)
         return NULL;
@@ -241,7 +241,7 @@ static uint8_t *sc_frame(const Sparkplane__Sc__ConfigRequest *request, size_t *l
     framed[2] = (uint8_t)(len >> 16);
     framed[3] = (uint8_t)(len >> 8);
     framed[4] = (uint8_t)len;
-    sparkplane__sc__config_request__pack(request, framed + 5);
+    protobuf_c_message_pack(request, framed + 5);
     *len_out = len + 5;
     return framed;
 }
@@ -254,9 +254,9 @@ static nghttp2_nv sc_nv(const char *name, const char *value)
 }
 
 static sc_call *sc_call_start(struct event_base *base, gateway_upstream_pool *pool,
-                              const char *endpoint, const char *token, uint8_t *framed,
-                              size_t framed_len, uint64_t timeout_ms, sc_call_done_fn done,
-                              void *arg, char *err, size_t err_size)
+                              const char *endpoint, const char *token, const char *path,
+                              uint8_t *framed, size_t framed_len, uint64_t timeout_ms,
+                              sc_call_done_fn done, void *arg, char *err, size_t err_size)
 {
     sc_call *call = calloc(1, sizeof(*call));
     if (call == NULL || framed == NULL) {
@@ -271,13 +271,14 @@ static sc_call *sc_call_start(struct event_base *base, gateway_upstream_pool *po
     call->arg = arg;
     call->grpc_status = -1;
     call->timeout_ms = timeout_ms;
+    call->decode_config = strcmp(path, SC_CONFIG_PATH) == 0;
     snprintf(call->endpoint, sizeof(call->endpoint), "%s", endpoint);
     char bearer[4200];
     nghttp2_nv nva[7];
     size_t n = 0;
     nva[n++] = sc_nv(":method", "POST");
     nva[n++] = sc_nv(":scheme", "http");
-    nva[n++] = sc_nv(":path", SC_CALL_PATH);
+    nva[n++] = sc_nv(":path", path);
     nva[n++] = sc_nv(":authority", endpoint);
     nva[n++] = sc_nv("content-type", "application/grpc");
     nva[n++] = sc_nv("te", "trailers");
@@ -313,7 +314,8 @@ sc_call *sc_call_config_set(struct event_base *base, gateway_upstream_pool *pool
     json_t *value;
     if (kv == NULL || kvp == NULL)
         goto oom;
-    json_object_foreach((json_t *)pairs, key, value) {
+    json_object_foreach((json_t *)pairs, key, value)
+    {
         if (!json_is_string(value))
             continue;
         sparkplane__sc__key_value__init(&kv[n]);
@@ -336,11 +338,11 @@ sc_call *sc_call_config_set(struct event_base *base, gateway_upstream_pool *pool
     request.operation = &op;
     request.client_type = (char *)SC_CLIENT_TYPE;
     size_t framed_len = 0;
-    uint8_t *framed = sc_frame(&request, &framed_len);
+    uint8_t *framed = sc_frame(&request.base, &framed_len);
     free(kvp);
     free(kv);
-    return sc_call_start(base, pool, endpoint, token, framed, framed_len, timeout_ms, done, arg,
-                         err, err_size);
+    return sc_call_start(base, pool, endpoint, token, SC_CONFIG_PATH, framed, framed_len,
+                         timeout_ms, done, arg, err, err_size);
 oom:
     free(kvp);
     free(kv);
@@ -368,9 +370,33 @@ sc_call *sc_call_config_get(struct event_base *base, gateway_upstream_pool *pool
     request.operation = &op;
     request.client_type = (char *)SC_CLIENT_TYPE;
     size_t framed_len = 0;
-    uint8_t *framed = sc_frame(&request, &framed_len);
-    return sc_call_start(base, pool, endpoint, token, framed, framed_len, timeout_ms, done, arg,
-                         err, err_size);
+    uint8_t *framed = sc_frame(&request.base, &framed_len);
+    return sc_call_start(base, pool, endpoint, token, SC_CONFIG_PATH, framed, framed_len,
+                         timeout_ms, done, arg, err, err_size);
+}
+
+sc_call *sc_call_execute_sql(struct event_base *base, gateway_upstream_pool *pool,
+                             const char *endpoint, const char *token, const char *session_id,
+                             const char *user_id, const char *query, uint64_t timeout_ms,
+                             sc_call_done_fn done, void *arg, char *err, size_t err_size)
+{
+    Sparkplane__Sc__UserContext user = SPARKPLANE__SC__USER_CONTEXT__INIT;
+    user.user_id = (char *)user_id;
+    Sparkplane__Sc__SQL sql = SPARKPLANE__SC__SQL__INIT;
+    sql.query = (char *)query;
+    Sparkplane__Sc__Relation relation = SPARKPLANE__SC__RELATION__INIT;
+    relation.sql = &sql;
+    Sparkplane__Sc__Plan plan = SPARKPLANE__SC__PLAN__INIT;
+    plan.root = &relation;
+    Sparkplane__Sc__ExecutePlanRequest request = SPARKPLANE__SC__EXECUTE_PLAN_REQUEST__INIT;
+    request.session_id = (char *)session_id;
+    request.user_context = &user;
+    request.plan = &plan;
+    request.client_type = (char *)SC_CLIENT_TYPE;
+    size_t framed_len = 0;
+    uint8_t *framed = sc_frame(&request.base, &framed_len);
+    return sc_call_start(base, pool, endpoint, token, SC_EXECUTE_PATH, framed, framed_len,
+                         timeout_ms, done, arg, err, err_size);
 }
 
 int sc_random_uuid(char out[37])
@@ -380,8 +406,7 @@ int sc_random_uuid(char out[37])
         return -1;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
              b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
              b[14], b[15]);
     return 0;

@@ -8,8 +8,8 @@
 # (core/spark_connect_call.[ch]) and the generated code are
 # added to the core library here, next to the schema they need, with protobuf-c and zlib.
 proto_generated = proto/spark_connect_prefix.pb-c.c proto/spark_connect_prefix.pb-c.h \
-	proto/spark_connect_config.pb-c.c proto/spark_connect_config.pb-c.h
-EXTRA_DIST += proto/spark_connect_prefix.proto proto/spark_connect_config.proto
+	proto/spark_connect_calls.pb-c.c proto/spark_connect_calls.pb-c.h
+EXTRA_DIST += proto/spark_connect_prefix.proto proto/spark_connect_calls.proto
 BUILT_SOURCES = $(proto_generated)
 CLEANFILES += $(proto_generated)
 
@@ -22,13 +22,13 @@ proto/spark_connect_prefix.pb-c.h: proto/spark_connect_prefix.pb-c.c
 	@test -f $@ || { rm -f proto/spark_connect_prefix.pb-c.c; \
 	  $(MAKE) $(AM_MAKEFLAGS) proto/spark_connect_prefix.pb-c.c; }
 
-proto/spark_connect_config.pb-c.c: $(srcdir)/proto/spark_connect_config.proto
+proto/spark_connect_calls.pb-c.c: $(srcdir)/proto/spark_connect_calls.proto
 	$(AM_V_GEN)$(MKDIR_P) proto && \
 	  $(PROTOC_C) --proto_path=$(srcdir)/proto --c_out=proto \
-	    $(srcdir)/proto/spark_connect_config.proto
-proto/spark_connect_config.pb-c.h: proto/spark_connect_config.pb-c.c
-	@test -f $@ || { rm -f proto/spark_connect_config.pb-c.c; \
-	  $(MAKE) $(AM_MAKEFLAGS) proto/spark_connect_config.pb-c.c; }
+	    $(srcdir)/proto/spark_connect_calls.proto
+proto/spark_connect_calls.pb-c.h: proto/spark_connect_calls.pb-c.c
+	@test -f $@ || { rm -f proto/spark_connect_calls.pb-c.c; \
+	  $(MAKE) $(AM_MAKEFLAGS) proto/spark_connect_calls.pb-c.c; }
 
 core_libsparkplane_core_la_SOURCES += core/spark_connect_prefix.c core/spark_connect_prefix.h \
 	core/spark_connect_call.c core/spark_connect_call.h

@@ -25,6 +25,8 @@
 #   bench           bench/run.sh --quick on the plain build (prints ratios only)
 #   bench-jobs      bench/jobs.sh --quick (the jobs API, ratios only)
 #   bench-gateway   bench/gateway.sh --quick (the Spark Connect gateway vs direct and nghttpx)
+#   bench-clusters  bench/clusters.sh --quick (real Spark clusters: POST to first query, cold
+#                   vs hot, and a first query through the gateway vs direct)
 #   distcheck       make distcheck: the tarball builds, checks, installs, cleans
 #
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
@@ -345,6 +347,10 @@ bench_gateway_quick() {
     bash "$ROOT/bench/gateway.sh" --quick --build "$PLAIN_BUILD"
 }
 
+bench_clusters_quick() {
+    bash "$ROOT/bench/clusters.sh" --quick --build "$PLAIN_BUILD"
+}
+
 # The shipped etc/sparkplane.yaml, with this machine's paths, passes
 # --check-config against the installed plugins (what run.sh does too).
 default_config() {
@@ -409,6 +415,7 @@ main() {
         blocked bench plain-build
         blocked bench-jobs plain-build
         blocked bench-gateway plain-build
+        blocked bench-clusters plain-build
         blocked distcheck plain-build
     else
         step sdk-example sdk_example
@@ -427,6 +434,7 @@ main() {
         step bench bench_quick
         step bench-jobs bench_jobs_quick
         step bench-gateway bench_gateway_quick
+        step bench-clusters bench_clusters_quick
         step distcheck distcheck
     fi
 

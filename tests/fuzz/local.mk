@@ -38,7 +38,8 @@ if ENABLE_FUZZ
 FUZZER_COMPILE_FLAGS = $(AM_CFLAGS) $(YAML_CFLAGS) -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined
 FUZZER_LINK_FLAGS = -fsanitize=fuzzer,address,undefined
-# config.c checks gateway.tls certificate/key files with gateway_tls.c (OpenSSL).
+# config.c checks gateway.tls certificate/key files with gateway_tls.c (OpenSSL); registry
+# entries carry jansson objects (a provisioned cluster's session settings).
 fuzz_config_sources = core/config.c core/config_provisioning.c core/yaml_tree.c core/units.c \
 	core/diag.c core/log.c core/plugin_options.c core/gateway_route.c core/cluster_registry.c \
 	core/gateway_tls.c
@@ -46,10 +47,10 @@ check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units tests/fuzz/f
 
 tests_fuzz_fuzz_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c $(fuzz_config_sources)
 tests_fuzz_fuzz_yaml_config_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(LIBEVENT_OPENSSL_CFLAGS) \
-	$(OPENSSL_CFLAGS)
+	$(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
 tests_fuzz_fuzz_yaml_config_LDFLAGS = $(FUZZER_LINK_FLAGS)
 tests_fuzz_fuzz_yaml_config_LDADD = $(YAML_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(LIBEVENT_LIBS) \
-	$(OPENSSL_LIBS)
+	$(OPENSSL_LIBS) $(JANSSON_LIBS)
 
 tests_fuzz_fuzz_units_SOURCES = tests/fuzz/fuzz_units.c core/units.c
 tests_fuzz_fuzz_units_CFLAGS = $(FUZZER_COMPILE_FLAGS)
