@@ -45,7 +45,14 @@ typedef struct local_command {
 int local_command_build(const local_settings *settings, const char *job_id, json_t *job,
                         local_command *out, char *err, size_t err_size);
 void local_command_free(local_command *command);
-/* A job id usable as a directory and key name: [A-Za-z0-9._-], 1..128, no leading '.' or '_'. */
+/* "512m", "2g", "1GiB", "2048" (MiB) or an integer (MiB) -> Spark's "<n><k|m|g|t>"; 0, or -1
+ * when the value is not a size.  Jobs' and clusters' memory settings both go through it. */
+int local_memory_text(json_t *value, char *out, size_t out_size);
+/* Clusters live in <work_directory>/clusters/<id>/, beside the job folders. */
+#define LOCAL_CLUSTERS_DIRECTORY "clusters"
+
+/* A job id usable as a directory and key name: [A-Za-z0-9._-], 1..128, no leading '.' or '_',
+ * not "clusters". */
 int local_job_id_valid(const char *job_id);
 
 /* ---- driver.log --------------------------------------------------------- */

@@ -185,35 +185,6 @@ static int local_cluster_id_valid(const char *id)
     return n >= 1 && n <= 63 && strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
 }
 
-/* "512m", "2g", "1GiB" or an integer of MiB -> Spark's "<n><k|m|g|t>"; -1 when not a size. */
-static int local_cluster_memory_text(json_t *value, char *out, size_t out_size)
-{
-    const char *text, *unit;
-    char *end = NULL;
-    long long n;
-    if (json_is_integer(value) && json_integer_value(value) > 0) {
-        snprintf(out, out_size, "%" JSON_INTEGER_FORMAT "m", json_integer_value(value));
-        return 0;
-    }
-    if (!json_is_string(value))
-        return -1;
-    text = json_string_value(value);
-    errno = 0;
-    n = strtoll(text, &end, 10);
-    if (end == text || n <= 0 || errno != 0 || text[0] == '-' || text[0] == '+')
-        return -1;
-    unit = end;
-    if (unit[0] == '\0') {
-        snprintf(out, out_size, "%lldm", n);
-        return 0;
-    }
-    if (strchr("kKmMgGtT", unit[0]) == NULL ||
-        !(unit[1] == '\0' || strcasecmp(unit + 1, "b") == 0 || strcasecmp(unit + 1, "ib") == 0))
-        return -1;
-    snprintf(out, out_size, "%lld%c", n, unit[0] | 0x20);
-    return 0;
-}
-
 /*
  * A free TCP port on 127.0.0.1: bind port 0, read what the kernel chose,
  * close.  Another process may take it before Spark binds it; that race is
@@ -757,8 +728,8 @@ static local_cluster *local_cluster_new(local_clusters *c, const char *cluster_i
     cl->probe_fd = -1;
     snprintf(cl->id, sizeof(cl->id), "%s", cluster_id);
     cl->spark_home = strdup(spark_home);
-    if (cl->spark_home == NULL ||
-        asprintf(&cl->dir, "%s/clusters/%s", c->settings.work_directory, cluster_id) < 0) {
+    if (cl->spark_home == NULL || asprintf(&cl->dir, "%s/" LOCAL_CLUSTERS_DIRECTORY "/%s",
+                                           c->settings.work_directory, cluster_id) < 0) {
         free(cl->spark_home);
         free(cl);
         return NULL;
@@ -1013,7 +984,7 @@ static int local_spec_memory(json_t *parent, const char *field, char *out, size_
         snprintf(out, out_size, "1g");
         return SP_OK;
     }
-    if (local_cluster_memory_text(value, out, out_size) != 0) {
+    if (local_memory_text(value, out, out_size) != 0) {
         snprintf(err, err_size, "%s must be a size such as 512m, 2g or 1GiB", field);
         return SP_INVALID;
     }
@@ -1152,7 +1123,7 @@ static int local_cluster_dir_prepare(const local_clusters *c, const local_cluste
                                      size_t err_size)
 {
     char parent[4096];
-    snprintf(parent, sizeof(parent), "%s/clusters", c->settings.work_directory);
+    snprintf(parent, sizeof(parent), "%s/" LOCAL_CLUSTERS_DIRECTORY, c->settings.work_directory);
     if ((mkdir(parent, 0750) != 0 && errno != EEXIST) ||
         (mkdir(cl->dir, 0750) != 0 && errno != EEXIST)) {
         snprintf(err, err_size, "cannot create %.900s: %s", cl->dir, strerror(errno));

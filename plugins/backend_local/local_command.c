@@ -88,6 +88,8 @@ int local_job_id_valid(const char *job_id)
     size_t len = job_id != NULL ? strlen(job_id) : 0;
     if (len == 0 || len > 128 || job_id[0] == '.' || job_id[0] == '_')
         return 0;
+    if (strcmp(job_id, LOCAL_CLUSTERS_DIRECTORY) == 0)   /* the clusters' folder */
+        return 0;
     return strspn(job_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") ==
            len;
 }
@@ -173,8 +175,7 @@ static int local_join_files(const char *field, json_t *list, char **joined, char
     return SP_OK;
 }
 
-/* "512m", "2g", "1GiB", "2048" (MiB) or an integer (MiB) -> Spark's "<n><k|m|g|t>". */
-static int local_memory_text(json_t *value, char *out, size_t out_size)
+int local_memory_text(json_t *value, char *out, size_t out_size)
 {
     const char *text, *unit;
     char *end = NULL;
