@@ -211,8 +211,7 @@ static json_t *clusters_take_warm(clusters *c, const json_t *spec)
         return NULL;
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row)
-    {
+    json_array_foreach(rows, i, row) {
         if (strcmp(clusters_str(row, "pool"), pool) == 0) {
             found = json_incref(row);
             break;
@@ -385,8 +384,7 @@ int clusters_list(clusters *c, const sp_principal *caller, const char *team,
     json_t *items = json_array();
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row)
-    {
+    json_array_foreach(rows, i, row) {
         if (!clusters_is_warm(row) && principal_in_team(caller, clusters_str(row, "team")))
             json_array_append_new(items, clusters_view(c, row));
     }

@@ -177,8 +177,7 @@ void clusters_write_hosts(clusters *c)
     fprintf(f, "# Written by sparkplaned: the Spark Connect endpoints of running clusters.\n");
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row)
-    {
+    json_array_foreach(rows, i, row) {
         char host[256];
         if (cluster_spec_endpoint_host(clusters_str(row, "endpoint"), host, sizeof(host)) == 0)
             fprintf(f, "%s %s # %s\n", p->hosts_address, host, clusters_str(row, "id"));

@@ -31,8 +31,7 @@ static void clusters_reap_expired(clusters *c)
         return;
     size_t i;
     json_t *id;
-    json_array_foreach(ids, i, id)
-    {
+    json_array_foreach(ids, i, id) {
         json_t *row = NULL;
         if (store_cluster_get(c->daemon->state, json_string_value(id), &row) != SP_OK)
             continue;
@@ -53,8 +52,7 @@ static void clusters_check_stuck(clusters *c, const json_t *rows)
     double limit = (double)clusters_cfg(c)->start_timeout_ms / 1000.0;
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row)
-    {
+    json_array_foreach(rows, i, row) {
         const char *id = clusters_str(row, "id");
         const char *state = clusters_str(row, "state");
         if (strcmp(state, "PROVISIONING") == 0 &&
@@ -135,6 +133,19 @@ static int clusters_start_warm(clusters *c, const config_environment *env,
     return 0;
 }
 
+/* Whether warm clusters using this much would be over provisioning.pool_budget. */
+static int clusters_over_budget(const config_provisioning *p, uint64_t cores, uint64_t memory_mib)
+{
+    return cores > p->pool_budget_cores ||
+           (p->pool_budget_memory_mib != 0 && memory_mib > p->pool_budget_memory_mib);
+}
+
+/* A warm cluster whose stop is under way: it no longer counts in its pool or the budget. */
+static int clusters_warm_leaving(const clusters *c, const json_t *row)
+{
+    return clusters_op_running(c, CLUSTER_OP_STOP, clusters_str(row, "id"));
+}
+
 /* Brings every pool to its configured count within pool_budget; extra warm clusters go. */
 static void clusters_fill_pools(clusters *c)
 {
@@ -150,10 +161,22 @@ static void clusters_fill_pools(clusters *c)
     uint64_t used_cores = 0, used_memory = 0;
     size_t i;
     json_t *row;
-    json_array_foreach(warm, i, row)
-    {
+    json_array_foreach(warm, i, row) {
+        if (clusters_warm_leaving(c, row))
+            continue;
         used_cores += (uint64_t)json_integer_value(json_object_get(row, "cores"));
         used_memory += (uint64_t)json_integer_value(json_object_get(row, "memory_mib"));
+    }
+    /* a budget cut on reload: the newest warm clusters go until the rest fit */
+    for (i = json_array_size(warm); i-- > 0 && clusters_over_budget(p, used_cores, used_memory);) {
+        row = json_array_get(warm, i);
+        if (clusters_warm_leaving(c, row))
+            continue;
+        log_msg(SP_LOG_INFO, "clusters", "stopping warm cluster %s: over provisioning.pool_budget",
+                clusters_str(row, "id"));
+        clusters_stop_backend(c, clusters_str(row, "id"), clusters_str(row, "backend_ref"));
+        used_cores -= (uint64_t)json_integer_value(json_object_get(row, "cores"));
+        used_memory -= (uint64_t)json_integer_value(json_object_get(row, "memory_mib"));
     }
     int may_start = clusters_now_ms() >= c->pool_retry_at_ms;
     for (size_t e = 0; e < p->environment_count; e++) {
@@ -166,9 +189,9 @@ static void clusters_fill_pools(clusters *c)
                 char pool[256];
                 clusters_pool_key(env->name, p->regions[r].name, size->name, pool, sizeof(pool));
                 uint64_t have = 0;
-                json_array_foreach(warm, i, row)
-                {
-                    if (strcmp(clusters_str(row, "pool"), pool) != 0)
+                json_array_foreach(warm, i, row) {
+                    if (strcmp(clusters_str(row, "pool"), pool) != 0 ||
+                        clusters_warm_leaving(c, row))
                         continue;
                     if (++have > env->warm[w].count) { /* the count was lowered */
                         log_msg(SP_LOG_INFO, "clusters", "pool %s: stopping extra warm cluster %s",
@@ -181,9 +204,7 @@ static void clusters_fill_pools(clusters *c)
                 uint64_t memory =
                     size->driver_memory_mib + size->executors * size->executor_memory_mib;
                 while (may_start && have < env->warm[w].count &&
-                       used_cores + cores <= p->pool_budget_cores &&
-                       (p->pool_budget_memory_mib == 0 ||
-                        used_memory + memory <= p->pool_budget_memory_mib)) {
+                       !clusters_over_budget(p, used_cores + cores, used_memory + memory)) {
                     if (clusters_start_warm(c, env, &p->regions[r], size) != 0)
                         break;
                     have++;
@@ -194,16 +215,21 @@ static void clusters_fill_pools(clusters *c)
         }
     }
     /* warm clusters of pools that are no longer configured */
-    json_array_foreach(warm, i, row)
-    {
+    json_array_foreach(warm, i, row) {
         const config_environment *env =
             config_find_environment(cfg, clusters_str(row, "environment"));
         int configured = 0;
         for (size_t w = 0; env && w < env->warm_count; w++)
             configured |=
                 strcmp(env->warm[w].size, clusters_str(row, "size")) == 0 && env->warm[w].count > 0;
-        if (!configured || config_find_region(cfg, clusters_str(row, "region")) == NULL)
+        if ((!configured || config_find_region(cfg, clusters_str(row, "region")) == NULL) &&
+            !clusters_warm_leaving(c, row)) {
+            log_msg(SP_LOG_INFO, "clusters",
+                    "stopping warm cluster %s: its pool %s is not "
+                    "configured any more",
+                    clusters_str(row, "id"), clusters_str(row, "pool"));
             clusters_stop_backend(c, clusters_str(row, "id"), clusters_str(row, "backend_ref"));
+        }
     }
     json_decref(warm);
 }
@@ -305,22 +331,18 @@ static void clusters_on_reconciled(void *arg, int status, const char *json, cons
     if (store_cluster_list(c->daemon->state, &filter, &rows) == SP_OK) {
         size_t i, k;
         json_t *row, *item;
-        json_array_foreach(rows, i, row)
-        {
+        json_array_foreach(rows, i, row) {
             json_t *match = NULL;
-            json_array_foreach(alive, k, item)
-            {
+            json_array_foreach(alive, k, item) {
                 if (strcmp(clusters_str(item, "id"), clusters_str(row, "backend_ref")) == 0)
                     match = item;
             }
             clusters_adopt_row(c, row, match);
         }
         /* what the backend runs that no live row owns: stop it */
-        json_array_foreach(alive, k, item)
-        {
+        json_array_foreach(alive, k, item) {
             int owned = 0;
-            json_array_foreach(rows, i, row)
-            {
+            json_array_foreach(rows, i, row) {
                 owned |= strcmp(clusters_str(item, "id"), clusters_str(row, "backend_ref")) == 0;
             }
             if (!owned) {
@@ -367,8 +389,7 @@ void clusters_backend_event(clusters *c, const char *json)
     if (store_cluster_list(c->daemon->state, &filter, &rows) == SP_OK) {
         size_t i;
         json_t *row;
-        json_array_foreach(rows, i, row)
-        {
+        json_array_foreach(rows, i, row) {
             if (strcmp(clusters_str(row, "backend_ref"), ref) != 0 ||
                 strcmp(clusters_str(row, "state"), "TERMINATING") == 0)
                 continue;

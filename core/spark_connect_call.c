@@ -314,8 +314,7 @@ sc_call *sc_call_config_set(struct event_base *base, gateway_upstream_pool *pool
     json_t *value;
     if (kv == NULL || kvp == NULL)
         goto oom;
-    json_object_foreach((json_t *)pairs, key, value)
-    {
+    json_object_foreach((json_t *)pairs, key, value) {
         if (!json_is_string(value))
             continue;
         sparkplane__sc__key_value__init(&kv[n]);

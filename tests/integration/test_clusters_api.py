@@ -23,9 +23,12 @@ daemon itself.
     backend forgets what it ran, so the daemon ends a started one FAILED
     with the reason (core/clusters.c, clusters_adopt_row).
 """
+import os
 import re
 import secrets
 import signal
+import sqlite3
+import time
 
 import pytest
 
@@ -507,3 +510,51 @@ def test_restart_keeps_the_clusters_and_ends_what_the_backend_forgot(sim_daemon)
     assert replay.status_code == 200 and replay.json()["cluster_id"] == started["cluster_id"]
     fresh = created(cs.create(daemon, BASE))
     assert fresh["cluster_id"] not in (started["cluster_id"], ended["cluster_id"])
+
+
+# ---- hot pools ---------------------------------------------------------------------------------
+
+def reload_and_wait(daemon):
+    before = cs.metric(daemon, "sparkplane_config_reloads_total")
+    daemon.send_signal(signal.SIGHUP)
+    helpers.wait_until(lambda: cs.metric(daemon, "sparkplane_config_reloads_total") > before, 10,
+                       what="the reload")
+
+
+def warm_clusters(daemon):
+    """Live warm clusters, read from the daemon's store (the API never shows them)."""
+    path = os.path.join(daemon.config["state"]["directory"], "sparkplane.db")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+        return db.execute("SELECT count(*) FROM clusters WHERE pool IS NOT NULL AND state NOT IN "
+                          "('TERMINATED', 'FAILED')").fetchone()[0]
+
+
+def test_warm_clusters_stay_within_the_budget_are_invisible_and_follow_a_reload(sim_daemon):
+    # Two regions; small = 1 driver core + 1 executor core.  The environments ask for 1 (dev)
+    # and 3 (prod) warm clusters per region, but a budget of 4 cores holds two in all.
+    environments = {
+        "dev": {"default_ttl": "8h", "max_ttl": "7d", "warm": {"small": 1}},
+        "prod": {"default_ttl": "7d", "max_ttl": "persistent", "warm": {"small": 3}},
+    }
+    daemon = sim_daemon(environments=environments, pool_budget={"cores": 4})
+    helpers.wait_until(lambda: sim_clusters_running(daemon) == 2, 15,
+                       what="two warm clusters started by the simulator")
+    time.sleep(2.5)                         # two more ticks: still two (the budget holds)
+    assert sim_clusters_running(daemon) == 2 and warm_clusters(daemon) == 2
+    for prefix in (cs.PREFIX, cs.ALIAS_PREFIX):
+        assert cs.list_clusters(daemon, who="root", prefix=prefix).json() == {"clusters": []}
+    assert cs.metric(daemon, "sparkplane_clusters_created_total") == 0
+
+    # A smaller budget, then none, on reload.  (A reload makes a new simulator instance,
+    # which forgets its clusters: the daemon drops those warm rows and fills the pools again
+    # within the new budget.  backend_local's warm clusters are adopted instead, and the
+    # newest over the budget are stopped.)
+    for cores, left in ((2, 1), (0, 0)):
+        daemon.config["provisioning"]["pool_budget"] = {"cores": cores}
+        daemon.write_config()
+        reload_and_wait(daemon)
+        helpers.wait_until(lambda: warm_clusters(daemon) == left, 15,
+                           what=f"{left} warm cluster(s) within {cores} cores")
+        time.sleep(2.5)
+        assert warm_clusters(daemon) == left
+    assert "reload refused" not in daemon.log()

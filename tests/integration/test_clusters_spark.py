@@ -153,6 +153,7 @@ def provisioning_overrides(hosts_file, warehouse, jar, warm, pool_cores):
         "environments": {"dev": {"default_ttl": "1h", "max_ttl": "1d",
                                  "warm": {"small": warm}}},
         "sizes": {"small": SMALL},
+        "regions": {"local": {}, "eu-west-1": {"fallback": "local"}},
         "catalogs": {"pedregal": {
             "spark.sql.catalog.pedregal": "org.apache.iceberg.spark.SparkCatalog",
             "spark.sql.catalog.pedregal.type": "hadoop",
@@ -377,6 +378,16 @@ def test_cold_cluster_serves_the_teams_iceberg_catalog(cluster_daemon):
     states, _ = event_states(daemon, cluster["cluster_id"])
     assert states[0] == "PROVISIONING", states
     assert_states_in_order(states, "PROVISIONING", "RUNNING")
+
+    # discovery: the region's own cluster, and the fallback region's for eu-west-1
+    here = cs.discovery(daemon, team=TEAM, environment="dev", region="local")
+    assert here.status_code == 200, here.text
+    assert here.json()["cluster_id"] == cluster["cluster_id"] and not here.json()["fallback"]
+    assert here.json()["endpoint"] == cluster["endpoint"], here.json()
+    there = cs.discovery(daemon, team=TEAM, environment="dev", region="eu-west-1")
+    assert there.status_code == 200, there.text
+    assert there.json()["cluster_id"] == cluster["cluster_id"], there.json()
+    assert there.json()["fallback"] is True and there.json()["region"] == "local", there.json()
 
 
 # ---- hot: a warm cluster handed over ---------------------------------------------------------
