@@ -14,6 +14,7 @@ core_libsparkplane_core_la_SOURCES = \
 	core/store.c core/store.h \
 	core/store_jobs.c core/store_jobs.h core/store_internal.h \
 	core/store_clusters.c \
+	core/store_idempotency.c \
 	core/job_spec.c core/job_spec.h \
 	core/runner.c core/runner.h \
 	core/rest_jobs.c \

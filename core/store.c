@@ -29,6 +29,9 @@
 #include "store_internal.h"
 #include "store_jobs.h"
 
+#include <sparkplane/plugin.h>
+
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -228,8 +231,7 @@ int store_latest_version(void)
     return STORE_MIGRATION_COUNT;
 }
 
-__attribute__((format(printf, 3, 4))) static void store_set_error(char *err, size_t err_size,
-                                                                  const char *fmt, ...)
+void store_set_error(char *err, size_t err_size, const char *fmt, ...)
 {
     if (err == NULL || err_size == 0)
         return;
@@ -586,6 +588,20 @@ void store_timestamp_now(char out[32])
     store_timestamp_after(0, out);
 }
 
+int store_timestamp_valid(const char *text, size_t len)
+{
+    static const char shape[] = "0000-00-00T00:00:00.000Z";
+    if (text == NULL || len != sizeof shape - 1)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        int want_digit = shape[i] == '0';
+        int is_digit = text[i] >= '0' && text[i] <= '9';
+        if (want_digit ? !is_digit : text[i] != shape[i])
+            return 0;
+    }
+    return 1;
+}
+
 static int store_check_kv_names(const char *plugin, const char *key, char *err, size_t err_size)
 {
     if (plugin == NULL || plugin[0] == '\0') {
@@ -743,6 +759,147 @@ void store_statement_done(sqlite3_stmt *stmt)
 {
     if (stmt != NULL)
         store_release(stmt);
+}
+
+int store_bind_text(sqlite3_stmt *stmt, int index, const char *text)
+{
+    if (text == NULL)
+        return sqlite3_bind_null(stmt, index);
+    return sqlite3_bind_text(stmt, index, text, -1, SQLITE_STATIC);
+}
+
+int store_bind_texts(sqlite3_stmt *stmt, int first, const char *const *texts, int count)
+{
+    int rc = SQLITE_OK;
+    for (int i = 0; i < count && rc == SQLITE_OK; i++)
+        rc = store_bind_text(stmt, first + i, texts[i]);
+    return rc;
+}
+
+int store_write(sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step(stmt);
+    store_statement_done(stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_write_texts(sqlite3_stmt *stmt, const char *const *texts, int count)
+{
+    if (stmt == NULL)
+        return SQLITE_ERROR;
+    int rc = store_bind_texts(stmt, 1, texts, count);
+    if (rc == SQLITE_OK)
+        return store_write(stmt);
+    store_statement_done(stmt);
+    return rc;
+}
+
+static int store_is_json_column(const char *name, const char *const *json_columns)
+{
+    for (const char *const *column = json_columns; column != NULL && *column != NULL; column++)
+        if (strcmp(name, *column) == 0)
+            return 1;
+    return 0;
+}
+
+static json_t *store_column_json(sqlite3_stmt *stmt, int column, const char *const *json_columns)
+{
+    switch (sqlite3_column_type(stmt, column)) {
+    case SQLITE_NULL:
+        return json_null();
+    case SQLITE_INTEGER:
+        return json_integer(sqlite3_column_int64(stmt, column));
+    default:
+        break;
+    }
+    const char *text = (const char *)sqlite3_column_text(stmt, column);
+    size_t len = (size_t)sqlite3_column_bytes(stmt, column);
+    if (store_is_json_column(sqlite3_column_name(stmt, column), json_columns))
+        return json_loadb(text, len, 0, NULL);
+    return json_stringn(text, len);
+}
+
+json_t *store_row_json(sqlite3_stmt *stmt, const char *const *json_columns)
+{
+    json_t *row = json_object();
+    int columns = sqlite3_column_count(stmt);
+    for (int i = 0; row != NULL && i < columns; i++)
+        if (json_object_set_new(row, sqlite3_column_name(stmt, i),
+                                store_column_json(stmt, i, json_columns)) != 0) {
+            json_decref(row);
+            row = NULL;
+        }
+    return row;
+}
+
+int store_fetch_row(sqlite3_stmt *stmt, const char *id, const char *const *json_columns,
+                    json_t **row_out)
+{
+    int result = SP_ERROR;
+    if (stmt == NULL || store_bind_text(stmt, 1, id) != SQLITE_OK)
+        goto done;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE)
+        result = SP_NOT_FOUND;
+    else if (rc == SQLITE_ROW && (*row_out = store_row_json(stmt, json_columns)) != NULL)
+        result = SP_OK;
+done:
+    store_statement_done(stmt);
+    return result;
+}
+
+int store_fetch_text(sqlite3_stmt *stmt, const char *id, char *out, size_t out_size)
+{
+    int result = SP_ERROR;
+    if (stmt == NULL || store_bind_text(stmt, 1, id) != SQLITE_OK)
+        goto done;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE)
+        result = SP_NOT_FOUND;
+    if (rc == SQLITE_ROW) {
+        snprintf(out, out_size, "%s", (const char *)sqlite3_column_text(stmt, 0));
+        result = SP_OK;
+    }
+done:
+    store_statement_done(stmt);
+    return result;
+}
+
+int store_collect_rows(sqlite3_stmt *stmt, const char *const *json_columns, size_t limit,
+                       json_t *rows, int *more)
+{
+    int rc;
+    *more = 0;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (json_array_size(rows) == limit) {
+            *more = 1;
+            return 0;
+        }
+        if (json_array_append_new(rows, store_row_json(stmt, json_columns)) != 0)
+            return -1;
+    }
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_fetch_events(sqlite3_stmt *events, sqlite3_stmt *state, const char *id,
+                       json_t **events_out)
+{
+    json_t *rows = json_array();
+    char current[32];
+    int more = 0, result = SP_ERROR;
+    if (events == NULL || rows == NULL || store_bind_text(events, 1, id) != SQLITE_OK)
+        goto done;
+    if (store_collect_rows(events, NULL, SIZE_MAX, rows, &more) != 0)
+        goto done;
+    result =
+        json_array_size(rows) > 0 ? SP_OK : store_fetch_text(state, id, current, sizeof current);
+done:
+    store_statement_done(events);
+    if (result == SP_OK)
+        *events_out = rows;
+    else
+        json_decref(rows);
+    return result;
 }
 
 /* Steps a statement that answers no rows and leaves it ready again. */

@@ -10,9 +10,10 @@
  * "UPDATE ... WHERE id = ? AND state = <what we read>" so the condition
  * lives in the SQL, as it must on a replicated engine.
  *
- * Idempotency keys share the idempotency_keys table with jobs, scoped to
- * the team, with resource_kind 'cluster'; a key that names a job is
- * "another request" and so a conflict.  Expired keys count as absent.
+ * Idempotency keys share the idempotency_keys table and its code with jobs
+ * (store_idempotency.c), scoped to the team, with resource_kind 'cluster';
+ * a key that names a job is "another request" and so a conflict.  Expired
+ * keys count as absent.
  *
  * An update is one cached statement for any set of fields: each settable
  * column has a flag and a value ("col = CASE WHEN ?flag THEN ?value ELSE
@@ -29,8 +30,6 @@
 #include "store_internal.h"
 
 #include <sparkplane/plugin.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,9 +37,7 @@
     "id, team, environment, region, size, state, backend, backend_ref, pool, endpoint, "           \
     "namespace, driver, token, executors, cores, memory_mib, catalogs, spec, reason, "             \
     "expires_at, created_by, created_at, updated_at"
-#define STORE_CLUSTER_IDEMPOTENCY_KEY_MAX 255
-#define STORE_CLUSTER_TIMESTAMP_LEN       24 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" */
-#define STORE_CLUSTER_LIVE                "('PROVISIONING', 'RUNNING', 'SCALING', 'TERMINATING')"
+#define STORE_CLUSTER_LIVE "('PROVISIONING', 'RUNNING', 'SCALING', 'TERMINATING')"
 
 #define STORE_CLUSTER_LIST_SQL(team)                                                               \
     "SELECT " STORE_CLUSTER_COLUMNS " FROM clusters WHERE " team                                   \
@@ -91,14 +88,6 @@ static const char *const store_clusters_sql[STORE_SQL_COUNT] = {
         "SELECT id FROM clusters WHERE state IN ('PROVISIONING', 'RUNNING', 'SCALING') "
         "AND expires_at IS NOT NULL AND expires_at <= ?1 AND pool IS NULL "
         "ORDER BY expires_at, id",
-    [STORE_SQL_CLUSTER_KEY_DROP_EXPIRED] =
-        "DELETE FROM idempotency_keys WHERE team = ?1 AND key = ?2 AND expires_at <= ?3",
-    [STORE_SQL_CLUSTER_KEY_DROP] = "DELETE FROM idempotency_keys WHERE team = ?1 AND key = ?2",
-    [STORE_SQL_CLUSTER_KEY_GET] = "SELECT request_hash, resource_kind, resource_id "
-                                  "FROM idempotency_keys WHERE team = ?1 AND key = ?2",
-    [STORE_SQL_CLUSTER_KEY_INSERT] =
-        "INSERT INTO idempotency_keys (team, key, request_hash, resource_kind, resource_id, "
-        "created_at, expires_at) VALUES (?1, ?2, ?3, 'cluster', ?4, ?5, ?6)",
 };
 
 static const char *const store_cluster_states[] = {
@@ -135,17 +124,6 @@ typedef struct store_cluster_changes {
     const char *reason; /* the transition's reason, when no "reason" field overrides it */
 } store_cluster_changes;
 
-__attribute__((format(printf, 3, 4))) static void store_clusters_error(char *err, size_t err_size,
-                                                                       const char *fmt, ...)
-{
-    if (err == NULL || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
-
 static sqlite3_stmt *store_clusters_statement(store *s, store_sql_id id)
 {
     return store_statement(s, id, store_clusters_sql[id]);
@@ -159,101 +137,22 @@ static int store_clusters_state_known(const char *state)
     return 0;
 }
 
-/* "YYYY-MM-DDTHH:MM:SS.mmmZ" exactly: TTL sweeps compare these as text. */
-static int store_clusters_timestamp_valid(const char *text)
-{
-    static const char shape[] = "0000-00-00T00:00:00.000Z";
-    if (strlen(text) != STORE_CLUSTER_TIMESTAMP_LEN)
-        return 0;
-    for (size_t i = 0; i < STORE_CLUSTER_TIMESTAMP_LEN; i++) {
-        int want_digit = shape[i] == '0';
-        int is_digit = text[i] >= '0' && text[i] <= '9';
-        if (want_digit ? !is_digit : text[i] != shape[i])
-            return 0;
-    }
-    return 1;
-}
-
-/* Binds text, or SQL NULL for a NULL pointer; the caller keeps `text` alive. */
-static int store_clusters_bind(sqlite3_stmt *stmt, int index, const char *text)
-{
-    if (text == NULL)
-        return sqlite3_bind_null(stmt, index);
-    return sqlite3_bind_text(stmt, index, text, -1, SQLITE_STATIC);
-}
-
-static int store_clusters_bind_texts(sqlite3_stmt *stmt, int first, const char *const *texts,
-                                     int count)
-{
-    int rc = SQLITE_OK;
-    for (int i = 0; i < count && rc == SQLITE_OK; i++)
-        rc = store_clusters_bind(stmt, first + i, texts[i]);
-    return rc;
-}
-
-/* Steps a write statement and resets it; SQLITE_OK or the SQLite code. */
-static int store_clusters_write(sqlite3_stmt *stmt)
-{
-    int rc = sqlite3_step(stmt);
-    store_statement_done(stmt);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
 static int store_clusters_sql_error(store *s, const char *what, const char *id, char *err,
                                     size_t err_size)
 {
-    store_clusters_error(err, err_size, "%s for cluster %s failed: %s", what, id,
-                         sqlite3_errmsg(store_handle(s)));
+    store_set_error(err, err_size, "%s for cluster %s failed: %s", what, id,
+                    sqlite3_errmsg(store_handle(s)));
     return SP_ERROR;
 }
 
-static json_t *store_clusters_column(sqlite3_stmt *stmt, int column)
-{
-    const char *name = sqlite3_column_name(stmt, column);
-    switch (sqlite3_column_type(stmt, column)) {
-    case SQLITE_NULL:
-        return json_null();
-    case SQLITE_INTEGER:
-        return json_integer(sqlite3_column_int64(stmt, column));
-    default:
-        break;
-    }
-    const char *text = (const char *)sqlite3_column_text(stmt, column);
-    size_t len = (size_t)sqlite3_column_bytes(stmt, column);
-    if (strcmp(name, "catalogs") == 0 || strcmp(name, "spec") == 0)
-        return json_loadb(text, len, 0, NULL);
-    return json_stringn(text, len);
-}
+/* The columns of a cluster row that hold JSON text. */
+static const char *const store_clusters_json_columns[] = {"catalogs", "spec", NULL};
 
-/* The current row as an object keyed by column name; NULL when out of memory. */
-static json_t *store_clusters_row(sqlite3_stmt *stmt)
-{
-    json_t *row = json_object();
-    int columns = sqlite3_column_count(stmt);
-    for (int i = 0; row != NULL && i < columns; i++)
-        if (json_object_set_new(row, sqlite3_column_name(stmt, i),
-                                store_clusters_column(stmt, i)) != 0) {
-            json_decref(row);
-            row = NULL;
-        }
-    return row;
-}
-
-/* SP_OK and the row, SP_NOT_FOUND, SP_ERROR.  Works inside a transaction. */
+/* SP_OK and the row, SP_NOT_FOUND, SP_ERROR (a store_fetch_fn).  Works inside a transaction. */
 static int store_clusters_fetch(store *s, const char *id, json_t **cluster_out)
 {
-    sqlite3_stmt *stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_GET);
-    int result = SP_ERROR;
-    if (stmt == NULL || store_clusters_bind(stmt, 1, id) != SQLITE_OK)
-        goto done;
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE)
-        result = SP_NOT_FOUND;
-    else if (rc == SQLITE_ROW && (*cluster_out = store_clusters_row(stmt)) != NULL)
-        result = SP_OK;
-done:
-    store_statement_done(stmt);
-    return result;
+    return store_fetch_row(store_clusters_statement(s, STORE_SQL_CLUSTER_GET), id,
+                           store_clusters_json_columns, cluster_out);
 }
 
 int store_cluster_get(store *s, const char *id, json_t **cluster_out)
@@ -269,34 +168,19 @@ int store_cluster_get(store *s, const char *id, json_t **cluster_out)
 /* The state into `out`: SP_OK, SP_NOT_FOUND, SP_ERROR. */
 static int store_clusters_read_state(store *s, const char *id, char *out, size_t out_size)
 {
-    sqlite3_stmt *stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_STATE);
-    int result = SP_ERROR;
-    if (stmt == NULL || store_clusters_bind(stmt, 1, id) != SQLITE_OK)
-        goto done;
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE)
-        result = SP_NOT_FOUND;
-    if (rc == SQLITE_ROW) {
-        snprintf(out, out_size, "%s", (const char *)sqlite3_column_text(stmt, 0));
-        result = SP_OK;
-    }
-done:
-    store_statement_done(stmt);
-    return result;
+    return store_fetch_text(store_clusters_statement(s, STORE_SQL_CLUSTER_STATE), id, out,
+                            out_size);
 }
 
 static int store_clusters_insert_event(store *s, const char *id, const char *at, const char *from,
                                        const char *to, const char *reason, char *err,
                                        size_t err_size)
 {
-    sqlite3_stmt *stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_EVENT_INSERT);
     const char *texts[] = {id, at, from, to, reason};
-    int rc = stmt == NULL ? SQLITE_ERROR : store_clusters_bind_texts(stmt, 1, texts, 5);
-    if (rc == SQLITE_OK)
-        rc = store_clusters_write(stmt);
-    store_statement_done(stmt);
-    return rc == SQLITE_OK ? SP_OK
-                           : store_clusters_sql_error(s, "the event insert", id, err, err_size);
+    if (store_write_texts(store_clusters_statement(s, STORE_SQL_CLUSTER_EVENT_INSERT), texts, 5) ==
+        SQLITE_OK)
+        return SP_OK;
+    return store_clusters_sql_error(s, "the event insert", id, err, err_size);
 }
 
 /* ---- create ------------------------------------------------------------- */
@@ -306,7 +190,7 @@ static int store_clusters_check_text(const char *value, const char *field, char 
 {
     if (value != NULL && value[0] != '\0')
         return 0;
-    store_clusters_error(err, err_size, "cluster %s is empty", field);
+    store_set_error(err, err_size, "cluster %s is empty", field);
     return -1;
 }
 
@@ -314,24 +198,10 @@ static int store_clusters_check_idempotency(const store_cluster_new *cluster,
                                             const store_idempotency *idem, char *err,
                                             size_t err_size)
 {
-    if (idem == NULL || idem->key == NULL)
-        return 0;
-    if (idem->key[0] == '\0' || strlen(idem->key) > STORE_CLUSTER_IDEMPOTENCY_KEY_MAX) {
-        store_clusters_error(err, err_size, "idempotency key must be 1 to %d bytes",
-                             STORE_CLUSTER_IDEMPOTENCY_KEY_MAX);
+    if (store_idempotency_check(idem, err, err_size) != 0)
         return -1;
-    }
-    if (idem->request_hash == NULL || idem->request_hash[0] == '\0') {
-        store_clusters_error(err, err_size, "idempotency request_hash is empty");
-        return -1;
-    }
-    if (idem->ttl_seconds == 0) {
-        store_clusters_error(err, err_size,
-                             "idempotency ttl_seconds is 0; a key must live a while");
-        return -1;
-    }
-    if (cluster->team[0] == '\0') {
-        store_clusters_error(err, err_size, "a warm cluster cannot have an idempotency key");
+    if (idem != NULL && idem->key != NULL && cluster->team[0] == '\0') {
+        store_set_error(err, err_size, "a warm cluster cannot have an idempotency key");
         return -1;
     }
     return 0;
@@ -343,17 +213,17 @@ static int store_clusters_check_ownership(const store_cluster_new *cluster, char
 {
     int warm = cluster->pool != NULL;
     if (cluster->team == NULL || (warm && cluster->pool[0] == '\0')) {
-        store_clusters_error(err, err_size, "cluster %s is NULL or pool is empty",
-                             cluster->team == NULL ? "team" : "pool");
+        store_set_error(err, err_size, "cluster %s is NULL or pool is empty",
+                        cluster->team == NULL ? "team" : "pool");
         return -1;
     }
     if (warm != (cluster->team[0] == '\0')) {
-        store_clusters_error(err, err_size,
-                             warm ? "cluster pool is set but team is '%s'; a warm cluster "
-                                    "has team \"\""
-                                  : "cluster team is empty%s; only a warm cluster (with a "
-                                    "pool) has no team",
-                             warm ? cluster->team : "");
+        store_set_error(err, err_size,
+                        warm ? "cluster pool is set but team is '%s'; a warm cluster "
+                               "has team \"\""
+                             : "cluster team is empty%s; only a warm cluster (with a "
+                               "pool) has no team",
+                        warm ? cluster->team : "");
         return -1;
     }
     return 0;
@@ -370,8 +240,8 @@ static int store_clusters_check_numbers(const store_cluster_new *cluster, char *
                    {"memory_mib", cluster->memory_mib}};
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
         if (numbers[i].value < 0) {
-            store_clusters_error(err, err_size, "cluster %s is %lld; it must be >= 0",
-                                 numbers[i].name, (long long)numbers[i].value);
+            store_set_error(err, err_size, "cluster %s is %lld; it must be >= 0", numbers[i].name,
+                            (long long)numbers[i].value);
             return -1;
         }
     return 0;
@@ -381,7 +251,7 @@ static int store_clusters_check_new(store *s, const store_cluster_new *cluster,
                                     const store_idempotency *idem, char *err, size_t err_size)
 {
     if (s == NULL || cluster == NULL) {
-        store_clusters_error(err, err_size, "no store or no cluster given");
+        store_set_error(err, err_size, "no store or no cluster given");
         return -1;
     }
     if (store_clusters_check_text(cluster->id, "id", err, err_size) != 0 ||
@@ -392,118 +262,37 @@ static int store_clusters_check_new(store *s, const store_cluster_new *cluster,
         store_clusters_check_numbers(cluster, err, err_size) != 0)
         return -1;
     if (!store_clusters_state_known(cluster->state)) {
-        store_clusters_error(err, err_size, "cluster state '%s' is not a cluster state",
-                             cluster->state != NULL ? cluster->state : "(null)");
+        store_set_error(err, err_size, "cluster state '%s' is not a cluster state",
+                        cluster->state != NULL ? cluster->state : "(null)");
         return -1;
     }
     if (!json_is_object(cluster->spec)) {
-        store_clusters_error(err, err_size, "cluster spec must be a JSON object");
+        store_set_error(err, err_size, "cluster spec must be a JSON object");
         return -1;
     }
     if (cluster->catalogs != NULL && !json_is_array(cluster->catalogs)) {
-        store_clusters_error(err, err_size, "cluster catalogs must be a JSON array");
+        store_set_error(err, err_size, "cluster catalogs must be a JSON array");
         return -1;
     }
-    if (cluster->expires_at != NULL && !store_clusters_timestamp_valid(cluster->expires_at)) {
-        store_clusters_error(err, err_size,
-                             "cluster expires_at '%s' is not YYYY-MM-DDTHH:MM:SS.mmmZ",
-                             cluster->expires_at);
+    if (cluster->expires_at != NULL &&
+        !store_timestamp_valid(cluster->expires_at, strlen(cluster->expires_at))) {
+        store_set_error(err, err_size, "cluster expires_at '%s' is not YYYY-MM-DDTHH:MM:SS.mmmZ",
+                        cluster->expires_at);
         return -1;
     }
     return store_clusters_check_idempotency(cluster, idem, err, err_size);
 }
 
-/* Runs one of the idempotency_keys writes that take (team, key[, ...]) texts. */
-static int store_clusters_key_write(store *s, store_sql_id sql, const char *const *texts, int count)
-{
-    sqlite3_stmt *stmt = store_clusters_statement(s, sql);
-    int rc = stmt == NULL ? SQLITE_ERROR : store_clusters_bind_texts(stmt, 1, texts, count);
-    if (rc == SQLITE_OK)
-        rc = store_clusters_write(stmt);
-    store_statement_done(stmt);
-    return rc;
-}
-
-/* The stored key's hash and cluster id (NULL when it names a job): 0, 1 absent, -1 error. */
-static int store_clusters_key_read(store *s, const char *team, const char *key, char **hash_out,
-                                   char **cluster_id_out)
-{
-    sqlite3_stmt *stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_KEY_GET);
-    const char *texts[] = {team, key};
-    int result = -1, rc;
-    if (stmt == NULL || store_clusters_bind_texts(stmt, 1, texts, 2) != SQLITE_OK)
-        goto done;
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE)
-        result = 1;
-    if (rc != SQLITE_ROW)
-        goto done;
-    int is_cluster = strcmp((const char *)sqlite3_column_text(stmt, 1), "cluster") == 0;
-    *hash_out = strdup((const char *)sqlite3_column_text(stmt, 0));
-    *cluster_id_out = is_cluster ? strdup((const char *)sqlite3_column_text(stmt, 2)) : NULL;
-    if (*hash_out != NULL && (*cluster_id_out != NULL || !is_cluster))
-        result = 0;
-done:
-    store_statement_done(stmt);
-    return result;
-}
-
-/*
- * Looks the key up inside the create's transaction.  STORE_CREATED means
- * "no live key: go ahead"; REPLAYED fills *found with the earlier cluster.
- */
-static store_create_result store_clusters_key_lookup(store *s, const char *team,
-                                                     const store_idempotency *idem, const char *now,
-                                                     json_t **found, char *err, size_t err_size)
-{
-    const char *expired[] = {team, idem->key, now};
-    const char *key[] = {team, idem->key};
-    char *hash = NULL, *cluster_id = NULL;
-    store_create_result result = STORE_FAILED;
-    int rc = -1;
-    if (store_clusters_key_write(s, STORE_SQL_CLUSTER_KEY_DROP_EXPIRED, expired, 3) == SQLITE_OK)
-        rc = store_clusters_key_read(s, team, idem->key, &hash, &cluster_id);
-    if (rc == 1)
-        result = STORE_CREATED;
-    if (rc != 0)
-        goto done;
-    if (cluster_id == NULL || strcmp(hash, idem->request_hash) != 0) {
-        store_clusters_error(err, err_size,
-                             "idempotency key '%s' of team %s was already used for another "
-                             "request",
-                             idem->key, team);
-        result = STORE_KEY_CONFLICT;
-        goto done;
-    }
-    rc = store_clusters_fetch(s, cluster_id, found);
-    if (rc == SP_OK)
-        result = STORE_REPLAYED;
-    /* The cluster it named is gone: the key protects nothing, so it is free again. */
-    else if (rc == SP_NOT_FOUND &&
-             store_clusters_key_write(s, STORE_SQL_CLUSTER_KEY_DROP, key, 2) == SQLITE_OK)
-        result = STORE_CREATED;
-done:
-    if (result == STORE_FAILED)
-        store_clusters_error(err, err_size, "looking up idempotency key '%s' failed: %s", idem->key,
-                             sqlite3_errmsg(store_handle(s)));
-    free(hash);
-    free(cluster_id);
-    return result;
-}
-
 /* The hand-over: deletes the warm row, or fails with "warm cluster taken". */
 static int store_clusters_take_warm(store *s, const char *warm_id, char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_TAKE_WARM);
-    int rc = stmt == NULL ? SQLITE_ERROR : store_clusters_bind(stmt, 1, warm_id);
-    if (rc == SQLITE_OK)
-        rc = store_clusters_write(stmt);
-    store_statement_done(stmt);
-    if (rc != SQLITE_OK)
+    const char *texts[] = {warm_id};
+    if (store_write_texts(store_clusters_statement(s, STORE_SQL_CLUSTER_TAKE_WARM), texts, 1) !=
+        SQLITE_OK)
         return store_clusters_sql_error(s, "taking the warm cluster", warm_id, err, err_size);
     if (sqlite3_changes(store_handle(s)) == 1)
         return SP_OK;
-    store_clusters_error(err, err_size, "warm cluster taken");
+    store_set_error(err, err_size, "warm cluster taken");
     return SP_CONFLICT;
 }
 
@@ -522,32 +311,20 @@ static int store_clusters_insert_row(store *s, const store_cluster_new *cluster,
                           cluster->expires_at, cluster->created_by, now};
     if (stmt == NULL)
         return store_clusters_sql_error(s, "preparing the insert", cluster->id, err, err_size);
-    int rc = store_clusters_bind_texts(stmt, 1, head, 13);
+    int rc = store_bind_texts(stmt, 1, head, 13);
     for (int i = 0; i < 3 && rc == SQLITE_OK; i++)
         rc = sqlite3_bind_int64(stmt, 14 + i, numbers[i]);
     if (rc == SQLITE_OK)
-        rc = store_clusters_bind_texts(stmt, 17, tail, 6);
+        rc = store_bind_texts(stmt, 17, tail, 6);
     if (rc == SQLITE_OK)
-        rc = store_clusters_write(stmt);
+        rc = store_write(stmt);
     store_statement_done(stmt);
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        store_clusters_error(err, err_size, "cluster id %s already exists", cluster->id);
+        store_set_error(err, err_size, "cluster id %s already exists", cluster->id);
         return SP_CONFLICT;
     }
     return rc == SQLITE_OK ? SP_OK
                            : store_clusters_sql_error(s, "insert", cluster->id, err, err_size);
-}
-
-static int store_clusters_insert_key(store *s, const store_cluster_new *cluster,
-                                     const store_idempotency *idem, const char *now, char *err,
-                                     size_t err_size)
-{
-    char expires[32];
-    store_timestamp_after(idem->ttl_seconds, expires);
-    const char *texts[] = {cluster->team, idem->key, idem->request_hash, cluster->id, now, expires};
-    if (store_clusters_key_write(s, STORE_SQL_CLUSTER_KEY_INSERT, texts, 6) == SQLITE_OK)
-        return SP_OK;
-    return store_clusters_sql_error(s, "storing the idempotency key", cluster->id, err, err_size);
 }
 
 /* The writes of a create, after the key check: warm row, row, event, key, result. */
@@ -564,7 +341,8 @@ static int store_clusters_insert_all(store *s, const store_cluster_new *cluster,
                                     err_size) != SP_OK)
         return -1;
     if (idem != NULL && idem->key != NULL &&
-        store_clusters_insert_key(s, cluster, idem, now, err, err_size) != SP_OK)
+        store_idempotency_insert(s, STORE_KIND_CLUSTER, cluster->team, idem, cluster->id, now, err,
+                                 err_size) != 0)
         return -1;
     if (found != NULL && store_clusters_fetch(s, cluster->id, found) != SP_OK) {
         store_clusters_sql_error(s, "reading back the new row", cluster->id, err, err_size);
@@ -582,8 +360,8 @@ static int store_clusters_serialise(const store_cluster_new *cluster, char **cat
     *spec_text = json_dumps(cluster->spec, JSON_COMPACT);
     if (*catalogs_text != NULL && *spec_text != NULL)
         return 0;
-    store_clusters_error(err, err_size, "catalogs or spec of cluster %s cannot be serialised",
-                         cluster->id);
+    store_set_error(err, err_size, "catalogs or spec of cluster %s cannot be serialised",
+                    cluster->id);
     return -1;
 }
 
@@ -606,7 +384,9 @@ store_create_result store_cluster_create(store *s, const store_cluster_new *clus
         goto done;
     }
     if (idem != NULL && idem->key != NULL) {
-        result = store_clusters_key_lookup(s, cluster->team, idem, now, &found, err, err_size);
+        result =
+            store_idempotency_lookup_for_create(s, STORE_KIND_CLUSTER, store_clusters_fetch,
+                                                cluster->team, idem, now, &found, err, err_size);
         if (result != STORE_CREATED)
             goto rollback; /* a replay or a conflict writes nothing, and takes no warm row */
     }
@@ -637,9 +417,9 @@ done:
 static int store_clusters_bind_filter(sqlite3_stmt *stmt, const store_cluster_filter *filter)
 {
     const char *texts[] = {filter->environment, filter->region, filter->state};
-    int rc = filter->team != NULL ? store_clusters_bind(stmt, 1, filter->team) : SQLITE_OK;
+    int rc = filter->team != NULL ? store_bind_text(stmt, 1, filter->team) : SQLITE_OK;
     if (rc == SQLITE_OK)
-        rc = store_clusters_bind_texts(stmt, 2, texts, 3);
+        rc = store_bind_texts(stmt, 2, texts, 3);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int(stmt, 5, filter->include_warm ? 1 : 0);
     if (rc == SQLITE_OK)
@@ -654,7 +434,7 @@ int store_cluster_list(store *s, const store_cluster_filter *filter, json_t **cl
 {
     sqlite3_stmt *stmt = NULL;
     json_t *clusters = NULL;
-    int rc, result = SP_ERROR;
+    int more = 0, result = SP_ERROR;
     if (clusters_out == NULL)
         return SP_ERROR;
     *clusters_out = NULL;
@@ -665,10 +445,8 @@ int store_cluster_list(store *s, const store_cluster_filter *filter, json_t **cl
     if (stmt == NULL || store_clusters_bind_filter(stmt, filter) != SQLITE_OK ||
         (clusters = json_array()) == NULL)
         goto done;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (json_array_append_new(clusters, store_clusters_row(stmt)) != 0)
-            goto done;
-    if (rc == SQLITE_DONE)
+    /* The statement's LIMIT already bounds the rows. */
+    if (store_collect_rows(stmt, store_clusters_json_columns, SIZE_MAX, clusters, &more) == 0)
         result = SP_OK;
 done:
     store_statement_done(stmt);
@@ -698,28 +476,28 @@ static int store_clusters_field_valid(size_t index, const json_t *value, char *e
     case STORE_FIELD_TEXT:
         if (text != NULL && text[0] != '\0')
             return 1;
-        store_clusters_error(err, err_size, "%s: expected a non-empty string", name);
+        store_set_error(err, err_size, "%s: expected a non-empty string", name);
         return 0;
     case STORE_FIELD_TEXT_OR_NULL:
         if (json_is_null(value) || text != NULL)
             return 1;
-        store_clusters_error(err, err_size, "%s: expected a string or null", name);
+        store_set_error(err, err_size, "%s: expected a string or null", name);
         return 0;
     case STORE_FIELD_COUNT:
         if (json_is_integer(value) && json_integer_value(value) >= 0)
             return 1;
-        store_clusters_error(err, err_size, "%s: expected an integer >= 0", name);
+        store_set_error(err, err_size, "%s: expected an integer >= 0", name);
         return 0;
     case STORE_FIELD_TIME_OR_NULL:
-        if (json_is_null(value) || (text != NULL && store_clusters_timestamp_valid(text)))
+        if (json_is_null(value) || (text != NULL && store_timestamp_valid(text, strlen(text))))
             return 1;
-        store_clusters_error(err, err_size,
-                             "%s: expected null or a timestamp YYYY-MM-DDTHH:MM:SS.mmmZ", name);
+        store_set_error(err, err_size, "%s: expected null or a timestamp YYYY-MM-DDTHH:MM:SS.mmmZ",
+                        name);
         return 0;
     case STORE_FIELD_OBJECT:
         if (json_is_object(value))
             return 1;
-        store_clusters_error(err, err_size, "%s: expected a JSON object", name);
+        store_set_error(err, err_size, "%s: expected a JSON object", name);
         return 0;
     }
     return 0;
@@ -734,13 +512,13 @@ static int store_clusters_read_changes(const json_t *fields, store_cluster_chang
     if (fields == NULL)
         return SP_OK;
     if (!json_is_object(fields)) {
-        store_clusters_error(err, err_size, "fields must be a JSON object");
+        store_set_error(err, err_size, "fields must be a JSON object");
         return SP_INVALID;
     }
     json_object_foreach((json_t *)fields, name, value) {
         int index = store_clusters_field_index(name);
         if (index < 0) {
-            store_clusters_error(err, err_size, "%s: not a cluster field an update may set", name);
+            store_set_error(err, err_size, "%s: not a cluster field an update may set", name);
             return SP_INVALID;
         }
         if (!store_clusters_field_valid((size_t)index, value, err, err_size))
@@ -749,7 +527,7 @@ static int store_clusters_read_changes(const json_t *fields, store_cluster_chang
     }
     const json_t *spec = changes->values[store_clusters_field_index("spec")];
     if (spec != NULL && (changes->spec_text = json_dumps(spec, JSON_COMPACT)) == NULL) {
-        store_clusters_error(err, err_size, "spec: cannot be serialised");
+        store_set_error(err, err_size, "spec: cannot be serialised");
         return SP_ERROR;
     }
     return SP_OK;
@@ -764,7 +542,7 @@ static int store_clusters_bind_change(sqlite3_stmt *stmt, const store_cluster_ch
     if (value == NULL && changes->reason != NULL &&
         strcmp(store_cluster_fields[index].name, "reason") == 0) {
         int rc = sqlite3_bind_int(stmt, flag, 1);
-        return rc == SQLITE_OK ? store_clusters_bind(stmt, param, changes->reason) : rc;
+        return rc == SQLITE_OK ? store_bind_text(stmt, param, changes->reason) : rc;
     }
     int rc = sqlite3_bind_int(stmt, flag, value != NULL);
     if (rc != SQLITE_OK || value == NULL || json_is_null(value))
@@ -772,8 +550,8 @@ static int store_clusters_bind_change(sqlite3_stmt *stmt, const store_cluster_ch
     if (json_is_integer(value))
         return sqlite3_bind_int64(stmt, param, json_integer_value(value));
     if (json_is_object(value))
-        return store_clusters_bind(stmt, param, changes->spec_text);
-    return store_clusters_bind(stmt, param, json_string_value(value));
+        return store_bind_text(stmt, param, changes->spec_text);
+    return store_bind_text(stmt, param, json_string_value(value));
 }
 
 /* The row update, conditional on the state read under the write lock: SP_OK or SP_ERROR. */
@@ -783,18 +561,18 @@ static int store_clusters_update_row(store *s, const char *id, const char *curre
 {
     sqlite3_stmt *stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_UPDATE);
     const char *texts[] = {id, current, to_state, now};
-    int rc = stmt == NULL ? SQLITE_ERROR : store_clusters_bind_texts(stmt, 1, texts, 4);
+    int rc = stmt == NULL ? SQLITE_ERROR : store_bind_texts(stmt, 1, texts, 4);
     for (size_t i = 0; i < STORE_CLUSTER_FIELD_COUNT && rc == SQLITE_OK; i++)
         rc = store_clusters_bind_change(stmt, changes, i);
     if (rc == SQLITE_OK)
-        rc = store_clusters_write(stmt);
+        rc = store_write(stmt);
     store_statement_done(stmt);
     if (rc != SQLITE_OK)
         return store_clusters_sql_error(s, "the update", id, err, err_size);
     if (sqlite3_changes(store_handle(s)) == 1)
         return SP_OK;
     /* Cannot happen under the write lock; the SQL checks anyway. */
-    store_clusters_error(err, err_size, "cluster %s changed state during the update", id);
+    store_set_error(err, err_size, "cluster %s changed state during the update", id);
     return SP_ERROR;
 }
 
@@ -802,16 +580,15 @@ static int store_clusters_check_update(store *s, const char *id, const char *exp
                                        const char *to_state, char *err, size_t err_size)
 {
     if (s == NULL || id == NULL || id[0] == '\0') {
-        store_clusters_error(err, err_size, "an update needs a store and a cluster id");
+        store_set_error(err, err_size, "an update needs a store and a cluster id");
         return SP_INVALID;
     }
     if (to_state != NULL && !store_clusters_state_known(to_state)) {
-        store_clusters_error(err, err_size, "to_state '%s' is not a cluster state", to_state);
+        store_set_error(err, err_size, "to_state '%s' is not a cluster state", to_state);
         return SP_INVALID;
     }
     if (expect_state != NULL && !store_clusters_state_known(expect_state)) {
-        store_clusters_error(err, err_size, "expect_state '%s' is not a cluster state",
-                             expect_state);
+        store_set_error(err, err_size, "expect_state '%s' is not a cluster state", expect_state);
         return SP_INVALID;
     }
     return SP_OK;
@@ -824,11 +601,11 @@ static int store_clusters_current_state(store *s, const char *id, const char *ex
 {
     int rc = store_clusters_read_state(s, id, current, current_size);
     if (rc == SP_NOT_FOUND)
-        store_clusters_error(err, err_size, "cluster %s does not exist", id);
+        store_set_error(err, err_size, "cluster %s does not exist", id);
     else if (rc != SP_OK)
         store_clusters_sql_error(s, "reading the state", id, err, err_size);
     else if (expect_state != NULL && strcmp(current, expect_state) != 0) {
-        store_clusters_error(err, err_size, "cluster %s is %s, not %s", id, current, expect_state);
+        store_set_error(err, err_size, "cluster %s is %s, not %s", id, current, expect_state);
         rc = SP_CONFLICT;
     }
     return rc;
@@ -884,7 +661,7 @@ int store_cluster_note(store *s, const char *id, const char *reason, char *err, 
     char current[32], now[32];
     int result;
     if (s == NULL || id == NULL || reason == NULL) {
-        store_clusters_error(err, err_size, "a note needs a store, a cluster id and a reason");
+        store_set_error(err, err_size, "a note needs a store, a cluster id and a reason");
         return SP_INVALID;
     }
     if (store_transaction_begin(s) != SQLITE_OK)
@@ -903,49 +680,25 @@ int store_cluster_note(store *s, const char *id, const char *reason, char *err, 
 
 int store_cluster_delete(store *s, const char *id)
 {
-    sqlite3_stmt *stmt;
+    const char *texts[] = {id};
     if (s == NULL || id == NULL)
         return SP_ERROR;
-    stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_DELETE);
-    if (stmt == NULL || store_clusters_bind(stmt, 1, id) != SQLITE_OK ||
-        store_clusters_write(stmt) != SQLITE_OK) {
-        store_statement_done(stmt);
+    if (store_write_texts(store_clusters_statement(s, STORE_SQL_CLUSTER_DELETE), texts, 1) !=
+        SQLITE_OK)
         return SP_ERROR;
-    }
     /* ON DELETE CASCADE takes its events and sessions with it. */
     return sqlite3_changes(store_handle(s)) == 1 ? SP_OK : SP_NOT_FOUND;
 }
 
 int store_cluster_events(store *s, const char *id, json_t **events_out)
 {
-    sqlite3_stmt *stmt = NULL;
-    json_t *events = NULL;
-    char state[32];
-    int rc, result = SP_ERROR;
     if (events_out == NULL)
         return SP_ERROR;
     *events_out = NULL;
-    stmt = s != NULL && id != NULL ? store_clusters_statement(s, STORE_SQL_CLUSTER_EVENTS) : NULL;
-    if (stmt == NULL || store_clusters_bind(stmt, 1, id) != SQLITE_OK ||
-        (events = json_array()) == NULL)
-        goto done;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (json_array_append_new(events, store_clusters_row(stmt)) != 0)
-            goto done;
-    if (rc != SQLITE_DONE)
-        goto done;
-    store_statement_done(stmt);
-    stmt = NULL;
-    /* Every cluster has its creation event, so an empty list means no cluster. */
-    result =
-        json_array_size(events) > 0 ? SP_OK : store_clusters_read_state(s, id, state, sizeof state);
-done:
-    store_statement_done(stmt);
-    if (result == SP_OK)
-        *events_out = events;
-    else
-        json_decref(events);
-    return result;
+    if (s == NULL || id == NULL)
+        return SP_ERROR;
+    return store_fetch_events(store_clusters_statement(s, STORE_SQL_CLUSTER_EVENTS),
+                              store_clusters_statement(s, STORE_SQL_CLUSTER_STATE), id, events_out);
 }
 
 /* ---- quotas and the reaper ---------------------------------------------- */
@@ -961,7 +714,7 @@ int store_cluster_usage(store *s, const char *team, int64_t *clusters_out, int64
     if (s == NULL || team == NULL)
         return SP_ERROR;
     stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_USAGE);
-    if (stmt == NULL || store_clusters_bind(stmt, 1, team) != SQLITE_OK)
+    if (stmt == NULL || store_bind_text(stmt, 1, team) != SQLITE_OK)
         goto done;
     if (sqlite3_step(stmt) == SQLITE_ROW) {
         *clusters_out = sqlite3_column_int64(stmt, 0);
@@ -984,7 +737,7 @@ int store_cluster_expired(store *s, const char *now_text, json_t **ids_out)
     if (s == NULL || now_text == NULL)
         return SP_ERROR;
     stmt = store_clusters_statement(s, STORE_SQL_CLUSTER_EXPIRED);
-    if (stmt == NULL || store_clusters_bind(stmt, 1, now_text) != SQLITE_OK ||
+    if (stmt == NULL || store_bind_text(stmt, 1, now_text) != SQLITE_OK ||
         (ids = json_array()) == NULL)
         goto done;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)

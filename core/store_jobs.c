@@ -1,5 +1,6 @@
 /*
- * store_jobs.c - batch jobs, their events and idempotency keys in the store.
+ * store_jobs.c - batch jobs and their events in the store (their
+ * idempotency keys: store_idempotency.c).
  *
  * Every write runs in one BEGIN IMMEDIATE transaction: the job row, its
  * job_events row and the idempotency row commit together or not at all,
@@ -24,20 +25,16 @@
 #include <sparkplane/plugin.h>
 
 #include <openssl/evp.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define STORE_JOB_COLUMNS                                                                       \
     "id, name, team, state, backend, spark_app_id, attempt, max_attempts, reason, "              \
     "submitted_by, created_at, updated_at, finished_at, spec"
-#define STORE_JOB_SPEC_COLUMN   13 /* the last of STORE_JOB_COLUMNS, JSON text */
 #define STORE_JOB_LIST_MAX      1000
 #define STORE_STATE_COUNT       8
 #define STORE_TOKEN_MAX         1024 /* characters of a page token */
 #define STORE_TIMESTAMP_LEN     24   /* "YYYY-MM-DDTHH:MM:SS.mmmZ" */
-#define STORE_IDEMPOTENCY_KEY_MAX 255
 
 /* Eight placeholders: there are eight states, so any set of them fits. */
 #define STORE_STATE_SET "state IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -71,15 +68,6 @@ static const char *const store_jobs_sql[STORE_SQL_COUNT] = {
                                  " ORDER BY created_at, id LIMIT ?9",
     [STORE_SQL_JOBS_COUNT] = "SELECT count(*) FROM jobs WHERE " STORE_STATE_SET
                              " AND (?9 IS NULL OR team = ?9) AND (?10 IS NULL OR backend = ?10)",
-    [STORE_SQL_IDEMPOTENCY_DROP_EXPIRED_KEY] =
-        "DELETE FROM idempotency_keys WHERE team = ?1 AND key = ?2 AND expires_at <= ?3",
-    [STORE_SQL_IDEMPOTENCY_DROP_KEY] = "DELETE FROM idempotency_keys WHERE team = ?1 AND key = ?2",
-    [STORE_SQL_IDEMPOTENCY_GET] = "SELECT request_hash, resource_kind, resource_id, expires_at "
-                                  "FROM idempotency_keys WHERE team = ?1 AND key = ?2",
-    [STORE_SQL_IDEMPOTENCY_INSERT] =
-        "INSERT INTO idempotency_keys (team, key, request_hash, resource_kind, resource_id, "
-        "created_at, expires_at) VALUES (?1, ?2, ?3, 'job', ?4, ?5, ?6)",
-    [STORE_SQL_IDEMPOTENCY_EXPIRE] = "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
     [STORE_SQL_JOB_LIST] = STORE_JOB_LIST_SQL(""),
     [STORE_SQL_JOB_LIST + STORE_JOB_LIST_BY_TEAM] = STORE_JOB_LIST_SQL("team = ?1 AND"),
     [STORE_SQL_JOB_LIST + STORE_JOB_LIST_BY_STATE] = STORE_JOB_LIST_SQL("state = ?2 AND"),
@@ -99,20 +87,18 @@ static const char *const store_job_states[STORE_STATE_COUNT] = {
     "RETRYING",
 };
 
-__attribute__((format(printf, 3, 4))) static void store_jobs_error(char *err, size_t err_size,
-                                                                   const char *fmt, ...)
-{
-    if (err == NULL || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
+/* The columns of a job row that hold JSON text. */
+static const char *const store_jobs_json_columns[] = {"spec", NULL};
 
 static sqlite3_stmt *store_jobs_statement(store *s, store_sql_id id)
 {
     return store_statement(s, id, store_jobs_sql[id]);
+}
+
+/* The public 0 / 1 (absent) / -1 of SP_OK / SP_NOT_FOUND / SP_ERROR. */
+static int store_jobs_result(int rc)
+{
+    return rc == SP_OK ? 0 : rc == SP_NOT_FOUND ? 1 : -1;
 }
 
 static int store_jobs_state_known(const char *state)
@@ -129,79 +115,11 @@ static int store_jobs_state_final(const char *state)
            strcmp(state, "CANCELLED") == 0;
 }
 
-/* Binds text, or SQL NULL for a NULL pointer; the caller keeps `text` alive. */
-static int store_jobs_bind(sqlite3_stmt *stmt, int index, const char *text)
-{
-    if (text == NULL)
-        return sqlite3_bind_null(stmt, index);
-    return sqlite3_bind_text(stmt, index, text, -1, SQLITE_STATIC);
-}
-
-/* Binds texts[i] to parameter first + i; stops at the first failure. */
-static int store_jobs_bind_texts(sqlite3_stmt *stmt, int first, const char *const *texts,
-                                 int count)
-{
-    int rc = SQLITE_OK;
-    for (int i = 0; i < count && rc == SQLITE_OK; i++)
-        rc = store_jobs_bind(stmt, first + i, texts[i]);
-    return rc;
-}
-
-/* Steps a write statement and resets it; SQLITE_OK or the SQLite code. */
-static int store_jobs_write(sqlite3_stmt *stmt)
-{
-    int rc = sqlite3_step(stmt);
-    store_statement_done(stmt);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-static json_t *store_jobs_column(sqlite3_stmt *stmt, int column)
-{
-    switch (sqlite3_column_type(stmt, column)) {
-    case SQLITE_NULL:
-        return json_null();
-    case SQLITE_INTEGER:
-        return json_integer(sqlite3_column_int64(stmt, column));
-    default:
-        return json_stringn((const char *)sqlite3_column_text(stmt, column),
-                            (size_t)sqlite3_column_bytes(stmt, column));
-    }
-}
-
-/* The current row as an object keyed by column name; "spec" parsed back. */
-static json_t *store_jobs_row(sqlite3_stmt *stmt, int spec_column)
-{
-    json_t *row = json_object();
-    int columns = sqlite3_column_count(stmt);
-    for (int i = 0; row != NULL && i < columns; i++) {
-        json_t *value;
-        if (i == spec_column)
-            value = json_loads((const char *)sqlite3_column_text(stmt, i), 0, NULL);
-        else
-            value = store_jobs_column(stmt, i);
-        if (json_object_set_new(row, sqlite3_column_name(stmt, i), value) != 0) {
-            json_decref(row);
-            row = NULL;
-        }
-    }
-    return row;
-}
-
-/* 0 and the job; 1 when absent; -1 on error.  Works inside a transaction. */
+/* SP_OK and the job, SP_NOT_FOUND, SP_ERROR (a store_fetch_fn).  Works inside a transaction. */
 static int store_jobs_fetch(store *s, const char *id, json_t **job_out)
 {
-    sqlite3_stmt *stmt = store_jobs_statement(s, STORE_SQL_JOB_GET);
-    int result = -1;
-    if (stmt == NULL || store_jobs_bind(stmt, 1, id) != SQLITE_OK)
-        goto done;
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE)
-        result = 1;
-    else if (rc == SQLITE_ROW && (*job_out = store_jobs_row(stmt, STORE_JOB_SPEC_COLUMN)) != NULL)
-        result = 0;
-done:
-    store_statement_done(stmt);
-    return result;
+    return store_fetch_row(store_jobs_statement(s, STORE_SQL_JOB_GET), id, store_jobs_json_columns,
+                           job_out);
 }
 
 int store_job_get(store *s, const char *id, json_t **job_out)
@@ -211,43 +129,22 @@ int store_job_get(store *s, const char *id, json_t **job_out)
     *job_out = NULL;
     if (s == NULL || id == NULL)
         return -1;
-    return store_jobs_fetch(s, id, job_out);
+    return store_jobs_result(store_jobs_fetch(s, id, job_out));
 }
 
 static int store_jobs_check_text(const char *value, const char *field, char *err, size_t err_size)
 {
     if (value != NULL && value[0] != '\0')
         return 0;
-    store_jobs_error(err, err_size, "job %s is empty", field);
+    store_set_error(err, err_size, "job %s is empty", field);
     return -1;
-}
-
-static int store_jobs_check_idempotency(const store_idempotency *idem, char *err,
-                                        size_t err_size)
-{
-    if (idem == NULL || idem->key == NULL)
-        return 0;
-    if (idem->key[0] == '\0' || strlen(idem->key) > STORE_IDEMPOTENCY_KEY_MAX) {
-        store_jobs_error(err, err_size, "idempotency key must be 1 to %d bytes",
-                         STORE_IDEMPOTENCY_KEY_MAX);
-        return -1;
-    }
-    if (idem->request_hash == NULL || idem->request_hash[0] == '\0') {
-        store_jobs_error(err, err_size, "idempotency request_hash is empty");
-        return -1;
-    }
-    if (idem->ttl_seconds == 0) {
-        store_jobs_error(err, err_size, "idempotency ttl_seconds is 0; a key must live a while");
-        return -1;
-    }
-    return 0;
 }
 
 static int store_jobs_check_new(store *s, const store_job_new *job,
                                 const store_idempotency *idem, char *err, size_t err_size)
 {
     if (s == NULL || job == NULL) {
-        store_jobs_error(err, err_size, "no store or no job given");
+        store_set_error(err, err_size, "no store or no job given");
         return -1;
     }
     if (store_jobs_check_text(job->id, "id", err, err_size) != 0 ||
@@ -255,22 +152,22 @@ static int store_jobs_check_new(store *s, const store_job_new *job,
         store_jobs_check_text(job->name, "name", err, err_size) != 0)
         return -1;
     if (job->max_attempts < 1) {
-        store_jobs_error(err, err_size, "job max_attempts is %d; it must be >= 1",
-                         job->max_attempts);
+        store_set_error(err, err_size, "job max_attempts is %d; it must be >= 1",
+                        job->max_attempts);
         return -1;
     }
     if (!json_is_object(job->spec)) {
-        store_jobs_error(err, err_size, "job spec must be a JSON object");
+        store_set_error(err, err_size, "job spec must be a JSON object");
         return -1;
     }
-    return store_jobs_check_idempotency(idem, err, err_size);
+    return store_idempotency_check(idem, err, err_size);
 }
 
 static int store_jobs_sql_error(store *s, const char *what, const char *id, char *err,
                                 size_t err_size)
 {
-    store_jobs_error(err, err_size, "%s for job %s failed: %s", what, id,
-                     sqlite3_errmsg(store_handle(s)));
+    store_set_error(err, err_size, "%s for job %s failed: %s", what, id,
+                    sqlite3_errmsg(store_handle(s)));
     return -1;
 }
 
@@ -282,16 +179,16 @@ static int store_jobs_insert_row(store *s, const store_job_new *job, const char 
     const char *more[] = {job->submitted_by, job->reason, now};
     if (stmt == NULL)
         return store_jobs_sql_error(s, "preparing the insert", job->id, err, err_size);
-    int rc = store_jobs_bind_texts(stmt, 1, texts, 5);
+    int rc = store_bind_texts(stmt, 1, texts, 5);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int(stmt, 6, job->max_attempts);
     if (rc == SQLITE_OK)
-        rc = store_jobs_bind_texts(stmt, 7, more, 3);
+        rc = store_bind_texts(stmt, 7, more, 3);
     if (rc == SQLITE_OK)
-        rc = store_jobs_write(stmt);
+        rc = store_write(stmt);
     store_statement_done(stmt);
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        store_jobs_error(err, err_size, "job id %s already exists", job->id);
+        store_set_error(err, err_size, "job id %s already exists", job->id);
         return -1;
     }
     return rc == SQLITE_OK ? 0 : store_jobs_sql_error(s, "insert", job->id, err, err_size);
@@ -300,103 +197,11 @@ static int store_jobs_insert_row(store *s, const store_job_new *job, const char 
 static int store_jobs_insert_event(store *s, const char *id, const char *at, const char *from,
                                    const char *to, const char *reason, char *err, size_t err_size)
 {
-    sqlite3_stmt *stmt = store_jobs_statement(s, STORE_SQL_JOB_EVENT_INSERT);
     const char *texts[] = {id, at, from, to, reason};
-    int rc = stmt == NULL ? SQLITE_ERROR : store_jobs_bind_texts(stmt, 1, texts, 5);
-    if (rc == SQLITE_OK)
-        rc = store_jobs_write(stmt);
-    store_statement_done(stmt);
-    return rc == SQLITE_OK ? 0 : store_jobs_sql_error(s, "the event insert", id, err, err_size);
-}
-
-/* Runs one of the idempotency_keys writes that take (team, key[, ...]) texts. */
-static int store_jobs_key_write(store *s, store_sql_id sql, const char *const *texts, int count)
-{
-    sqlite3_stmt *stmt = store_jobs_statement(s, sql);
-    int rc = stmt == NULL ? SQLITE_ERROR : store_jobs_bind_texts(stmt, 1, texts, count);
-    if (rc == SQLITE_OK)
-        rc = store_jobs_write(stmt);
-    store_statement_done(stmt);
-    return rc;
-}
-
-static int store_jobs_insert_key(store *s, const store_job_new *job,
-                                 const store_idempotency *idem, const char *now, char *err,
-                                 size_t err_size)
-{
-    char expires[32];
-    store_timestamp_after(idem->ttl_seconds, expires);
-    const char *texts[] = {job->team, idem->key, idem->request_hash, job->id, now, expires};
-    if (store_jobs_key_write(s, STORE_SQL_IDEMPOTENCY_INSERT, texts, 6) == SQLITE_OK)
+    if (store_write_texts(store_jobs_statement(s, STORE_SQL_JOB_EVENT_INSERT), texts, 5) ==
+        SQLITE_OK)
         return 0;
-    return store_jobs_sql_error(s, "storing the idempotency key", job->id, err, err_size);
-}
-
-/* The stored key's hash and target: 0 found (malloc'd copies), 1 absent, -1 error. */
-static int store_jobs_key_read(store *s, const char *team, const char *key, char **hash_out,
-                               char **job_id_out)
-{
-    sqlite3_stmt *stmt = store_jobs_statement(s, STORE_SQL_IDEMPOTENCY_GET);
-    const char *texts[] = {team, key};
-    int result = -1, rc;
-    if (stmt == NULL || store_jobs_bind_texts(stmt, 1, texts, 2) != SQLITE_OK)
-        goto done;
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE)
-        result = 1;
-    if (rc != SQLITE_ROW)
-        goto done;
-    /* A key a cluster used is "another request" for a job: no job id to replay. */
-    int is_job = strcmp((const char *)sqlite3_column_text(stmt, 1), "job") == 0;
-    *hash_out = strdup((const char *)sqlite3_column_text(stmt, 0));
-    *job_id_out = is_job ? strdup((const char *)sqlite3_column_text(stmt, 2)) : NULL;
-    if (*hash_out != NULL && (*job_id_out != NULL || !is_job))
-        result = 0;
-done:
-    store_statement_done(stmt);
-    return result;
-}
-
-/*
- * Looks the key up inside the create's transaction.  STORE_CREATED means
- * "no live key: go ahead"; REPLAYED fills *found with the earlier job.
- */
-static store_create_result store_jobs_key_lookup(store *s, const char *team,
-                                                 const store_idempotency *idem, const char *now,
-                                                 json_t **found, char *err, size_t err_size)
-{
-    const char *expired[] = {team, idem->key, now};
-    const char *key[] = {team, idem->key};
-    char *hash = NULL, *job_id = NULL;
-    store_create_result result = STORE_FAILED;
-    int rc = -1; /* key_read's 0 / 1 / -1, never a SQLite code (SQLITE_ERROR is 1) */
-    if (store_jobs_key_write(s, STORE_SQL_IDEMPOTENCY_DROP_EXPIRED_KEY, expired, 3) == SQLITE_OK)
-        rc = store_jobs_key_read(s, team, idem->key, &hash, &job_id);
-    if (rc == 1)
-        result = STORE_CREATED;
-    if (rc != 0)
-        goto done;
-    if (job_id == NULL || strcmp(hash, idem->request_hash) != 0) {
-        store_jobs_error(err, err_size,
-                         "idempotency key '%s' of team %s was already used for another request",
-                         idem->key, team);
-        result = STORE_KEY_CONFLICT;
-        goto done;
-    }
-    rc = store_jobs_fetch(s, job_id, found);
-    if (rc == 0)
-        result = STORE_REPLAYED;
-    /* The job it named is gone: the key protects nothing, so it is free again. */
-    else if (rc == 1 &&
-             store_jobs_key_write(s, STORE_SQL_IDEMPOTENCY_DROP_KEY, key, 2) == SQLITE_OK)
-        result = STORE_CREATED;
-done:
-    if (result == STORE_FAILED)
-        store_jobs_error(err, err_size, "looking up idempotency key '%s' failed: %s", idem->key,
-                         sqlite3_errmsg(store_handle(s)));
-    free(hash);
-    free(job_id);
-    return result;
+    return store_jobs_sql_error(s, "the event insert", id, err, err_size);
 }
 
 /* The writes of a create, after the key check: row, creation event, key, result. */
@@ -408,9 +213,10 @@ static int store_jobs_insert_all(store *s, const store_job_new *job,
         store_jobs_insert_event(s, job->id, now, NULL, "PENDING", job->reason, err, err_size) != 0)
         return -1;
     if (idem != NULL && idem->key != NULL &&
-        store_jobs_insert_key(s, job, idem, now, err, err_size) != 0)
+        store_idempotency_insert(s, STORE_KIND_JOB, job->team, idem, job->id, now, err, err_size) !=
+            0)
         return -1;
-    if (found != NULL && store_jobs_fetch(s, job->id, found) != 0)
+    if (found != NULL && store_jobs_fetch(s, job->id, found) != SP_OK)
         return store_jobs_sql_error(s, "reading back the new row", job->id, err, err_size);
     return 0;
 }
@@ -429,7 +235,7 @@ store_create_result store_job_create(store *s, const store_job_new *job,
         return STORE_FAILED;
     spec_text = json_dumps(job->spec, JSON_COMPACT);
     if (spec_text == NULL) {
-        store_jobs_error(err, err_size, "job spec of %s cannot be serialised", job->id);
+        store_set_error(err, err_size, "job spec of %s cannot be serialised", job->id);
         return STORE_FAILED;
     }
     store_timestamp_now(now);
@@ -438,7 +244,8 @@ store_create_result store_job_create(store *s, const store_job_new *job,
         goto done;
     }
     if (idem != NULL && idem->key != NULL) {
-        result = store_jobs_key_lookup(s, job->team, idem, now, &found, err, err_size);
+        result = store_idempotency_lookup_for_create(s, STORE_KIND_JOB, store_jobs_fetch, job->team,
+                                                     idem, now, &found, err, err_size);
         if (result != STORE_CREATED)
             goto rollback; /* a replay or a conflict writes nothing */
     }
@@ -466,20 +273,8 @@ done:
 /* The job's state into `out`: 0, 1 when absent, -1 on error. */
 static int store_jobs_read_state(store *s, const char *id, char *out, size_t out_size)
 {
-    sqlite3_stmt *stmt = store_jobs_statement(s, STORE_SQL_JOB_STATE);
-    int result = -1;
-    if (stmt == NULL || store_jobs_bind(stmt, 1, id) != SQLITE_OK)
-        goto done;
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE)
-        result = 1;
-    if (rc == SQLITE_ROW) {
-        snprintf(out, out_size, "%s", (const char *)sqlite3_column_text(stmt, 0));
-        result = 0;
-    }
-done:
-    store_statement_done(stmt);
-    return result;
+    return store_jobs_result(
+        store_fetch_text(store_jobs_statement(s, STORE_SQL_JOB_STATE), id, out, out_size));
 }
 
 static int store_jobs_check_transition(store *s, const char *id, const char *from_state,
@@ -487,21 +282,21 @@ static int store_jobs_check_transition(store *s, const char *id, const char *fro
                                        char *err, size_t err_size)
 {
     if (s == NULL || id == NULL || id[0] == '\0') {
-        store_jobs_error(err, err_size, "transition needs a store and a job id");
+        store_set_error(err, err_size, "transition needs a store and a job id");
         return -1;
     }
     if (!store_jobs_state_known(to_state)) {
-        store_jobs_error(err, err_size, "to_state '%s' is not a job state",
-                         to_state != NULL ? to_state : "(null)");
+        store_set_error(err, err_size, "to_state '%s' is not a job state",
+                        to_state != NULL ? to_state : "(null)");
         return -1;
     }
     if (from_state != NULL && !store_jobs_state_known(from_state)) {
-        store_jobs_error(err, err_size, "from_state '%s' is not a job state", from_state);
+        store_set_error(err, err_size, "from_state '%s' is not a job state", from_state);
         return -1;
     }
     if (update != NULL && update->attempt < 0) {
-        store_jobs_error(err, err_size, "attempt is %d; it must be >= 1 (0 leaves it)",
-                         update->attempt);
+        store_set_error(err, err_size, "attempt is %d; it must be >= 1 (0 leaves it)",
+                        update->attempt);
         return -1;
     }
     return 0;
@@ -516,14 +311,14 @@ static int store_jobs_update_row(store *s, const char *id, const char *current,
     const char *texts[] = {id, to_state, reason, update ? update->backend : NULL,
                            update ? update->spark_app_id : NULL};
     const char *tail[] = {now, store_jobs_state_final(to_state) ? now : NULL, current};
-    int rc = stmt == NULL ? SQLITE_ERROR : store_jobs_bind_texts(stmt, 1, texts, 5);
+    int rc = stmt == NULL ? SQLITE_ERROR : store_bind_texts(stmt, 1, texts, 5);
     if (rc == SQLITE_OK)
         rc = update != NULL && update->attempt > 0 ? sqlite3_bind_int(stmt, 6, update->attempt)
                                                    : sqlite3_bind_null(stmt, 6);
     if (rc == SQLITE_OK)
-        rc = store_jobs_bind_texts(stmt, 7, tail, 3);
+        rc = store_bind_texts(stmt, 7, tail, 3);
     if (rc == SQLITE_OK)
-        rc = store_jobs_write(stmt);
+        rc = store_write(stmt);
     store_statement_done(stmt);
     if (rc != SQLITE_OK)
         return -1;
@@ -542,14 +337,14 @@ int store_job_transition(store *s, const char *id, const char *from_state, const
         return store_jobs_sql_error(s, "starting the transition", id, err, err_size);
     result = store_jobs_read_state(s, id, current, sizeof current);
     if (result == 1) {
-        store_jobs_error(err, err_size, "job %s does not exist", id);
+        store_set_error(err, err_size, "job %s does not exist", id);
         result = 2;
     }
     if (result != 0)
         goto rollback;
     if (from_state != NULL ? strcmp(current, from_state) != 0 : store_jobs_state_final(current)) {
-        store_jobs_error(err, err_size, "job %s is %s, not %s", id, current,
-                         from_state != NULL ? from_state : "an unfinished state");
+        store_set_error(err, err_size, "job %s is %s, not %s", id, current,
+                        from_state != NULL ? from_state : "an unfinished state");
         result = 1;
         goto rollback;
     }
@@ -558,7 +353,7 @@ int store_job_transition(store *s, const char *id, const char *from_state, const
     if (result == -1)
         store_jobs_sql_error(s, "the state update", id, err, err_size);
     if (result == 1) /* cannot happen under the write lock; the SQL checks anyway */
-        store_jobs_error(err, err_size, "job %s changed state during the transition", id);
+        store_set_error(err, err_size, "job %s changed state during the transition", id);
     if (result == 0 && strcmp(current, to_state) != 0)
         result = store_jobs_insert_event(s, id, now, current, to_state, reason, err, err_size);
     if (result == 0 && store_transaction_commit(s) != SQLITE_OK)
@@ -572,49 +367,14 @@ rollback:
 
 int store_job_events(store *s, const char *id, json_t **events_out)
 {
-    sqlite3_stmt *stmt = NULL;
-    json_t *events = NULL;
-    char state[32];
-    int rc, result = -1;
     if (events_out == NULL)
         return -1;
     *events_out = NULL;
-    stmt = s != NULL && id != NULL ? store_jobs_statement(s, STORE_SQL_JOB_EVENTS) : NULL;
-    if (stmt == NULL || store_jobs_bind(stmt, 1, id) != SQLITE_OK ||
-        (events = json_array()) == NULL)
-        goto done;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (json_array_append_new(events, store_jobs_row(stmt, -1)) != 0)
-            goto done;
-    if (rc != SQLITE_DONE)
-        goto done;
-    store_statement_done(stmt);
-    stmt = NULL;
-    /* Every job has its creation event, so an empty list means no job. */
-    result = json_array_size(events) > 0 ? 0 : store_jobs_read_state(s, id, state, sizeof state);
-done:
-    store_statement_done(stmt);
-    if (result == 0)
-        *events_out = events;
-    else
-        json_decref(events);
-    return result;
-}
-
-/* Appends each row to `rows`, at most `limit`; *more says a row was left over. */
-static int store_jobs_collect(sqlite3_stmt *stmt, size_t limit, json_t *rows, int *more)
-{
-    int rc;
-    *more = 0;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (json_array_size(rows) == limit) {
-            *more = 1;
-            return 0;
-        }
-        if (json_array_append_new(rows, store_jobs_row(stmt, STORE_JOB_SPEC_COLUMN)) != 0)
-            return -1;
-    }
-    return rc == SQLITE_DONE ? 0 : -1;
+    if (s == NULL || id == NULL)
+        return -1;
+    return store_jobs_result(store_fetch_events(store_jobs_statement(s, STORE_SQL_JOB_EVENTS),
+                                                store_jobs_statement(s, STORE_SQL_JOB_STATE), id,
+                                                events_out));
 }
 
 /* Binds the distinct known `states` to ?1..?8 (the rest stay NULL); -1 on an unknown one. */
@@ -631,7 +391,7 @@ static int store_jobs_bind_states(sqlite3_stmt *stmt, const char *const *states)
         if (seen)
             continue; /* distinct known states always fit the eight placeholders */
         bound[count] = *state;
-        if (store_jobs_bind(stmt, ++count, *state) != SQLITE_OK)
+        if (store_bind_text(stmt, ++count, *state) != SQLITE_OK)
             return -1;
     }
     return 0;
@@ -660,21 +420,6 @@ fail:
     free(plain);
     free(token);
     return NULL;
-}
-
-/* "YYYY-MM-DDTHH:MM:SS.mmmZ" exactly: digits where digits go, the rest literal. */
-static int store_jobs_timestamp_valid(const char *text, size_t len)
-{
-    static const char shape[] = "0000-00-00T00:00:00.000Z";
-    if (len != STORE_TIMESTAMP_LEN)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        int want_digit = shape[i] == '0';
-        int is_digit = text[i] >= '0' && text[i] <= '9';
-        if (want_digit ? !is_digit : text[i] != shape[i])
-            return 0;
-    }
-    return 1;
 }
 
 /* Turns base64url back into standard, padded base64 in `out` (size >= len + 3). */
@@ -716,7 +461,7 @@ static int store_jobs_token_decode(const char *token, char created_at[32], char 
     plain[decoded] = '\0';
     char *bar = memchr(plain, '|', (size_t)decoded);
     if (bar == NULL || strlen((char *)plain) != (size_t)decoded || bar[1] == '\0' ||
-        !store_jobs_timestamp_valid((char *)plain, (size_t)(bar - (char *)plain)))
+        !store_timestamp_valid((char *)plain, (size_t)(bar - (char *)plain)))
         goto done;
     memcpy(created_at, plain, STORE_TIMESTAMP_LEN);
     created_at[STORE_TIMESTAMP_LEN] = '\0';
@@ -745,18 +490,18 @@ static int store_jobs_bind_list(sqlite3_stmt *stmt, int variant, const store_job
 {
     int rc = SQLITE_OK;
     if (variant & STORE_JOB_LIST_BY_TEAM)
-        rc = store_jobs_bind(stmt, 1, filter->team);
+        rc = store_bind_text(stmt, 1, filter->team);
     if (rc == SQLITE_OK && (variant & STORE_JOB_LIST_BY_STATE))
-        rc = store_jobs_bind(stmt, 2, filter->state);
+        rc = store_bind_text(stmt, 2, filter->state);
     if (rc == SQLITE_OK)
-        rc = store_jobs_bind(stmt, 3, filter->name);
+        rc = store_bind_text(stmt, 3, filter->name);
     /* One row more than asked says whether another page follows. */
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(stmt, 4, (sqlite3_int64)filter->limit + 1);
     if (rc == SQLITE_OK && (variant & STORE_JOB_LIST_AFTER))
-        rc = store_jobs_bind(stmt, 5, after_at);
+        rc = store_bind_text(stmt, 5, after_at);
     if (rc == SQLITE_OK && (variant & STORE_JOB_LIST_AFTER))
-        rc = store_jobs_bind(stmt, 6, after_id);
+        rc = store_bind_text(stmt, 6, after_id);
     return rc == SQLITE_OK ? 0 : -1;
 }
 
@@ -784,7 +529,7 @@ int store_job_list(store *s, const store_job_filter *filter, json_t **jobs_out,
     if (stmt == NULL || store_jobs_bind_list(stmt, variant, filter, after_at, after_id) != 0 ||
         (jobs = json_array()) == NULL)
         goto done;
-    result = store_jobs_collect(stmt, filter->limit, jobs, &more);
+    result = store_collect_rows(stmt, store_jobs_json_columns, filter->limit, jobs, &more);
     if (result == 0 && more)
         result = store_jobs_next_token(jobs, next_token_out);
 done:
@@ -812,7 +557,8 @@ int store_jobs_in_states(store *s, const char *const *states, size_t limit, json
         sqlite3_bind_int64(stmt, 9, limit == 0 ? INT64_MAX : (sqlite3_int64)limit) != SQLITE_OK ||
         (jobs = json_array()) == NULL)
         goto done;
-    result = store_jobs_collect(stmt, limit == 0 ? SIZE_MAX : limit, jobs, &more);
+    result = store_collect_rows(stmt, store_jobs_json_columns, limit == 0 ? SIZE_MAX : limit, jobs,
+                                &more);
 done:
     store_statement_done(stmt);
     if (result == 0)
@@ -834,8 +580,8 @@ int store_jobs_count(store *s, const char *const *states, const char *team, cons
         return -1;
     stmt = store_jobs_statement(s, STORE_SQL_JOBS_COUNT);
     if (stmt == NULL || store_jobs_bind_states(stmt, states) != 0 ||
-        store_jobs_bind(stmt, 9, team) != SQLITE_OK ||
-        store_jobs_bind(stmt, 10, backend) != SQLITE_OK)
+        store_bind_text(stmt, 9, team) != SQLITE_OK ||
+        store_bind_text(stmt, 10, backend) != SQLITE_OK)
         goto done;
     if (sqlite3_step(stmt) == SQLITE_ROW) {
         *count_out = sqlite3_column_int64(stmt, 0);
@@ -844,47 +590,6 @@ int store_jobs_count(store *s, const char *const *states, const char *team, cons
 done:
     store_statement_done(stmt);
     return result;
-}
-
-int store_idempotency_lookup(store *s, const char *team, const char *key, char kind_out[16],
-                             char id_out[128], char hash_out[65])
-{
-    char now[32];
-    store_timestamp_now(now);
-    sqlite3_stmt *stmt = store_jobs_statement(s, STORE_SQL_IDEMPOTENCY_GET);
-    const char *texts[] = {team, key};
-    int result = SP_ERROR;
-    if (stmt == NULL || store_jobs_bind_texts(stmt, 1, texts, 2) != SQLITE_OK)
-        goto done;
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE)
-        result = SP_NOT_FOUND;
-    if (rc != SQLITE_ROW)
-        goto done;
-    const char *expires = (const char *)sqlite3_column_text(stmt, 3);
-    if (expires != NULL && strcmp(expires, now) <= 0) {
-        result = SP_NOT_FOUND;      /* expired: as good as absent (a create drops it) */
-        goto done;
-    }
-    snprintf(hash_out, 65, "%s", (const char *)sqlite3_column_text(stmt, 0));
-    snprintf(kind_out, 16, "%s", (const char *)sqlite3_column_text(stmt, 1));
-    snprintf(id_out, 128, "%s", (const char *)sqlite3_column_text(stmt, 2));
-    result = SP_OK;
-done:
-    store_statement_done(stmt);
-    return result;
-}
-
-int64_t store_idempotency_expire(store *s)
-{
-    char now[32];
-    const char *texts[] = {now};
-    if (s == NULL)
-        return -1;
-    store_timestamp_now(now);
-    if (store_jobs_key_write(s, STORE_SQL_IDEMPOTENCY_EXPIRE, texts, 1) != SQLITE_OK)
-        return -1;
-    return sqlite3_changes(store_handle(s));
 }
 
 int store_jobs_query_plan(store *s, store_sql_id id, char *out, size_t out_size)
