@@ -39,7 +39,9 @@ PYSPARK_REQUIREMENT='pyspark==4.0.*'
 # pytest/requests drive the integration tests; the rest is what a real pyspark
 # Spark Connect client needs (the gateway tests).
 # h2 writes hostile HTTP/2 by hand (the gateway's bad-input tests).
-PYTHON_TEST_PACKAGES=(pytest requests grpcio grpcio-status pyarrow pandas googleapis-common-protos h2)
+# pyjwt and cryptography mint the JWTs and keys of the auth_jwt tests.
+PYTHON_TEST_PACKAGES=(pytest requests grpcio grpcio-status pyarrow pandas googleapis-common-protos h2
+    pyjwt cryptography)
 
 want_test=0
 for arg in "$@"; do
@@ -122,7 +124,7 @@ setup_venv() {
     "$venv/bin/python" -c 'import pyspark, sys; sys.exit(not pyspark.__version__.startswith("4.0."))' \
         2>/dev/null || wanted+=("$PYSPARK_REQUIREMENT")
     if [ "$want_test" -eq 1 ]; then
-        "$venv/bin/python" -c 'import pytest, requests, grpc, grpc_status, pyarrow, pandas, google.rpc, h2' \
+        "$venv/bin/python" -c 'import pytest, requests, grpc, grpc_status, pyarrow, pandas, google.rpc, h2, jwt, cryptography' \
             2>/dev/null || wanted+=("${PYTHON_TEST_PACKAGES[@]}")
     fi
     if [ "${#wanted[@]}" -eq 0 ]; then

@@ -22,6 +22,7 @@ EXTRA_DIST += \
 	tests/integration/spark_apps/raise_error.py \
 	tests/integration/spark_apps/sleep_in_udf.py \
 	tests/integration/test_auth.py \
+	tests/integration/test_auth_jwt.py \
 	tests/integration/test_cli.py \
 	tests/integration/test_clusters_api.py \
 	tests/integration/test_clusters_spark.py \
