@@ -84,6 +84,9 @@ static json_t *clusters_load_visible(clusters *c, const sp_principal *caller, co
     if (rc == SP_OK && !clusters_is_warm(row) &&
         principal_in_team(caller, clusters_str(row, "team")))
         return row;
+    if (rc == SP_OK && !clusters_is_warm(row))
+        snprintf(err->denial, sizeof(err->denial), "cluster belongs to team %.64s",
+                 clusters_str(row, "team"));
     json_decref(row);
     if (rc == SP_ERROR)
         clusters_store_failed(err);

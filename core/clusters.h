@@ -40,6 +40,7 @@ typedef struct clusters_error {
                                    "internal" */
     char field[64];             /* the field at fault, or "" */
     char message[512];
+    char denial[128];           /* set when a 404 hides another team's cluster (audit.h) */
 } clusters_error;
 
 clusters *clusters_new(struct daemon_state *daemon);

@@ -46,15 +46,18 @@
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
 #define CONFIG_DEFAULT_STATE_DIRECTORY LOCALSTATEDIR "/lib/sparkplane"
 #define CONFIG_DEFAULT_DATABASE "sparkplane.db"
+#define CONFIG_DEFAULT_AUDIT_FILE "audit.log"
 static const char *const config_top_keys[] = {"server", "log", "state", "plugin_directory",
                                               "plugins", "auth", "runner", "spark_versions",
-                                              "gateway", "clusters", "provisioning", NULL};
+                                              "gateway", "clusters", "provisioning", "audit",
+                                              NULL};
 static const char *const config_server_keys[] = {"listen", "max_body_size", "max_header_size",
                                                  "request_timeout", "drain_timeout", NULL};
 static const char *const config_log_keys[] = {"level", "format", NULL};
 static const char *const config_state_keys[] = {"directory", "database", NULL};
 static const char *const config_plugin_keys[] = {"path", "enabled", "options", NULL};
 static const char *const config_auth_keys[] = {"chain", NULL};
+static const char *const config_audit_keys[] = {"file", NULL};
 static const char *const config_runner_keys[] = {
     "default_backend", "reconcile_interval", "max_starting_per_backend",
     "max_running_per_backend", "max_running_per_team", "idempotency_ttl", NULL};
@@ -486,6 +489,26 @@ static void config_check_state(config_checker *chk, const yaml_tree_node *root)
     }
     free(chk->cfg->database_path);
     chk->cfg->database_path = path;
+}
+
+/* audit.file: relative to state.directory unless absolute (after config_check_state). */
+static void config_check_audit(config_checker *chk, const yaml_tree_node *root)
+{
+    const yaml_tree_node *audit = config_section(chk, root, "audit", "audit");
+    const char *file = CONFIG_DEFAULT_AUDIT_FILE;
+    if (audit != NULL) {
+        config_check_keys(chk, audit, "audit", config_audit_keys);
+        const char *given = config_string(chk, audit, "file", "audit.file");
+        if (given != NULL)
+            file = given;
+    }
+    char *path = file[0] == '/' ? strdup(file) : config_join_path(chk->cfg->state_directory, file);
+    if (path == NULL) {
+        config_report_oom(chk);
+        return;
+    }
+    free(chk->cfg->audit_file);
+    chk->cfg->audit_file = path;
 }
 
 static void config_check_plugin_directory(config_checker *chk, const yaml_tree_node *root)
@@ -1286,6 +1309,7 @@ static void config_check_root(config_checker *chk, const yaml_tree_node *root)
     config_check_server(chk, root);
     config_check_log(chk, root);
     config_check_state(chk, root);
+    config_check_audit(chk, root);
     config_check_plugin_directory(chk, root); /* before plugins: their default paths */
     config_check_plugins(chk, root);
     config_check_auth(chk, root);
@@ -1440,6 +1464,7 @@ void config_free(config *cfg)
     config_free_strings(cfg->listen, cfg->listen_count);
     free(cfg->state_directory);
     free(cfg->database_path);
+    free(cfg->audit_file);
     free(cfg->plugin_directory);
     for (size_t i = 0; i < cfg->plugin_count; i++) {
         free(cfg->plugins[i].name);

@@ -23,6 +23,9 @@
  *   state:
  *     directory: /var/lib/sparkplane
  *     database: sparkplane.db      # relative to directory unless absolute
+ *   audit:
+ *     file: audit.log              # one JSON line per authorization decision (audit.h);
+ *                                  # relative to state.directory unless absolute; reopened on reload
  *   plugin_directory: /usr/lib/sparkplane/plugins
  *   plugins:                       # loaded in this order
  *     auth_token:                  # the plugin's name
@@ -223,6 +226,7 @@ typedef struct config {
 
     char *state_directory;
     char *database_path;            /* resolved absolute or relative to cwd */
+    char *audit_file;               /* audit.file, resolved like database_path */
 
     char *plugin_directory;
     config_plugin *plugins;         /* enabled and disabled, in order */

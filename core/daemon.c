@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "audit.h"
 #include "auth_chain.h"
 #include "clusters.h"
 #include "gateway.h"
@@ -112,7 +113,7 @@ static int daemon_open_state(daemon_state *daemon, const config *cfg, diag_list 
     }
     log_msg(SP_LOG_INFO, "store", "opened %s (schema version %d)", cfg->database_path,
             store_schema_version(daemon->state));
-    return 0;
+    return audit_configure(cfg, problems);
 }
 
 int daemon_start(daemon_state *daemon, config *cfg, diag_list *problems)
@@ -197,6 +198,8 @@ void daemon_reload(daemon_state *daemon)
     if (rest_server_configure(daemon->rest, cfg, &problems) != 0)
         goto fail;
     if (gateway_configure(daemon->gateway, cfg, &problems) != 0)
+        goto fail;
+    if (audit_configure(cfg, &problems) != 0) /* last step that can fail: it swaps files */
         goto fail;
 
     daemon_warn_restart_only(daemon->cfg, cfg);
@@ -292,6 +295,7 @@ void daemon_stop(daemon_state *daemon)
     process_manager_free(daemon->processes);
     http_client_free(daemon->http);
     store_close(daemon->state);
+    audit_close();
     config_free(daemon->cfg);
     metrics_shutdown();
     memset(daemon, 0, sizeof(*daemon));

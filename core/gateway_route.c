@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "principal.h"
+
 #define GATEWAY_NAME_MAX 63          /* a DNS label */
 #define GATEWAY_DEFAULT_PORT 15002
 #define GATEWAY_SHOWN_MAX 100        /* client text echoed in messages */
@@ -406,17 +408,23 @@ static int gateway_authority_host(const char *authority, char *host, size_t size
     return 0;
 }
 
+/* The answer for a cluster id that names nothing the caller may use. */
+static gateway_grpc_code gateway_no_cluster(const char *id, char *message, size_t message_size)
+{
+    char shown[GATEWAY_SHOWN_MAX + 8];
+    gateway_shown(id, shown, sizeof(shown));
+    snprintf(message, message_size, "no cluster '%s'", shown);
+    return GATEWAY_GRPC_NOT_FOUND;
+}
+
 static gateway_grpc_code gateway_route_by_id(const cluster_registry *registry, const char *id,
                                              const cluster_entry **out, char *message,
                                              size_t message_size)
 {
-    char shown[GATEWAY_SHOWN_MAX + 8];
     *out = cluster_registry_find(registry, id);
     if (*out != NULL)
         return GATEWAY_GRPC_OK;
-    gateway_shown(id, shown, sizeof(shown));
-    snprintf(message, message_size, "no cluster '%s'", shown);
-    return GATEWAY_GRPC_NOT_FOUND;
+    return gateway_no_cluster(id, message, message_size);
 }
 
 gateway_grpc_code gateway_route_resolve(const gateway_router *router,
@@ -456,41 +464,30 @@ gateway_grpc_code gateway_route_resolve(const gateway_router *router,
 
 /* ---- who may use a cluster ---- */
 
-static int gateway_principal_has_team(const sp_principal *principal, const char *team)
-{
-    uint32_t count = principal->team_count;
-    if (count > SP_PRINCIPAL_MAX_TEAMS)
-        count = SP_PRINCIPAL_MAX_TEAMS;
-    for (uint32_t i = 0; i < count; i++)
-        if (strncmp(principal->teams[i], team, SP_TEAM_NAME_MAX) == 0)
-            return 1;
-    return 0;
-}
-
 gateway_grpc_code gateway_route_authorize(const sp_principal *principal,
-                                          const cluster_entry *cluster, char *message,
-                                          size_t message_size)
+                                          const cluster_entry *cluster, const char *cluster_id,
+                                          char *message, size_t message_size)
 {
     if (principal == NULL || cluster == NULL) {
         snprintf(message, message_size, "no authenticated caller");
         return GATEWAY_GRPC_PERMISSION_DENIED;
     }
-    const char *who = principal->subject;
-    int subject_ok = memchr(who, '\0', sizeof(principal->subject)) != NULL;
-    const char *name = subject_ok && who[0] ? who : "the caller";
-    if (strncmp(principal->role, "viewer", sizeof(principal->role)) == 0) {
+    if (!principal_in_team(principal, cluster->team)) {
+        if (cluster_id != NULL && cluster_id[0] != '\0')
+            return gateway_no_cluster(cluster_id, message, message_size);
+        snprintf(message, message_size, "no cluster for team %s, environment %s, region %s",
+                 cluster->team, cluster->environment, cluster->region);
+        return GATEWAY_GRPC_NOT_FOUND;
+    }
+    if (!principal_may_write(principal)) {
+        const char *who = principal->subject;
+        int subject_ok = memchr(who, '\0', sizeof(principal->subject)) != NULL;
         snprintf(message, message_size,
                  "%.*s has the viewer role, which may not open Spark sessions",
-                 SP_PRINCIPAL_NAME_MAX, name);
+                 SP_PRINCIPAL_NAME_MAX, subject_ok && who[0] ? who : "the caller");
         return GATEWAY_GRPC_PERMISSION_DENIED;
     }
-    int admin = strncmp(principal->role, "admin", sizeof(principal->role)) == 0;
-    if (gateway_principal_has_team(principal, cluster->team) ||
-        (admin && gateway_principal_has_team(principal, "*")))
-        return GATEWAY_GRPC_OK;
-    snprintf(message, message_size, "%.*s is not a member of team %s", SP_PRINCIPAL_NAME_MAX,
-             name, cluster->team);
-    return GATEWAY_GRPC_PERMISSION_DENIED;
+    return GATEWAY_GRPC_OK;
 }
 
 gateway_user_id_action gateway_route_check_user_id(const sp_principal *principal,

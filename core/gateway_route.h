@@ -108,12 +108,16 @@ gateway_grpc_code gateway_route_resolve(const gateway_router *router,
 
 /*
  * May `principal` use `cluster`?  Members and admins of the cluster's team
- * may, and admins whose teams include "*"; viewers may not (a Spark
- * session runs code).  GATEWAY_GRPC_OK or PERMISSION_DENIED with a message.
+ * may, and admins whose teams include "*" (principal.h).  Anyone else gets
+ * NOT_FOUND with the very message gateway_route_resolve gives for a
+ * cluster that does not exist (`cluster_id`: the x-sparkplane-cluster-id
+ * the request was routed by, or NULL when routed by its authority), so
+ * another team's cluster cannot be told from a missing one.  A viewer of
+ * the team gets PERMISSION_DENIED (a Spark session runs code and writes).
  */
 gateway_grpc_code gateway_route_authorize(const sp_principal *principal,
-                                          const cluster_entry *cluster, char *message,
-                                          size_t message_size);
+                                          const cluster_entry *cluster, const char *cluster_id,
+                                          char *message, size_t message_size);
 
 typedef enum gateway_user_id_action {
     GATEWAY_USER_ID_OK = 0,      /* user_id is the caller: forward as is */

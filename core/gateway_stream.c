@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "auth_chain.h"
 #include "log.h"
 
@@ -440,10 +441,47 @@ static nghttp2_nv *gateway_upstream_headers(const gateway_stream *stream, const 
     return out;
 }
 
+/* The name of a gRPC status code, as the audit log writes it. */
+static const char *gateway_grpc_code_name(int code)
+{
+    static const char *const names[] = {
+        "OK",        "CANCELLED",         "UNKNOWN",        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+        "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+    return code >= 0 && code < (int)(sizeof(names) / sizeof(names[0])) ? names[code] : "UNKNOWN";
+}
+
+/* One decision on this RPC, for the audit log (audit.h). */
+static void gateway_audit(gateway_stream *stream, const sp_principal *principal,
+                          audit_reason reason, int grpc_status, const char *message)
+{
+    char object[CLUSTER_ID_MAX + 16];
+    const char *id = gateway_headers_get(&stream->request_headers, GATEWAY_CLUSTER_ID_HEADER);
+    const char *authority = gateway_headers_get(&stream->request_headers, ":authority");
+    if (stream->cluster[0] != '\0')
+        snprintf(object, sizeof(object), "cluster:%s", stream->cluster);
+    else
+        snprintf(object, sizeof(object), "%.*s", CLUSTER_ID_MAX,
+                 id && id[0] ? id : authority ? authority : "");
+    audit_entry entry = {
+        .transport = "gateway",
+        .peer = stream->conn->peer,
+        .principal = principal,
+        .action = gateway_headers_get(&stream->request_headers, ":path"),
+        .object = object,
+        .reason = reason,
+        .message = message,
+        .grpc_status = gateway_grpc_code_name(grpc_status),
+    };
+    audit_record(&entry);
+}
+
 /* The cluster for an authenticated caller, and whether the caller may use it.  Fills
- * stream->cluster/team; a gRPC status with a message otherwise. */
+ * stream->cluster/team; a gRPC status with a message otherwise, and `denial` says whether
+ * that refuses the caller (another team's cluster, a viewer) for the audit log. */
 static int gateway_route_stream(gateway_stream *stream, const sp_principal *principal,
-                                char *message, size_t message_size)
+                                char *message, size_t message_size, audit_reason *denial)
 {
     gateway *gw = stream->conn->gw;
     const cluster_entry *cluster = NULL;
@@ -451,17 +489,23 @@ static int gateway_route_stream(gateway_stream *stream, const sp_principal *prin
         snprintf(message, message_size, "the gateway has no clusters configured");
         return GATEWAY_GRPC_NOT_FOUND;
     }
-    int status = gateway_route_resolve(
-        gw->router, gw->registry,
-        gateway_headers_get(&stream->request_headers, GATEWAY_CLUSTER_ID_HEADER),
-        gateway_headers_get(&stream->request_headers, ":authority"), &cluster, message,
-        message_size);
+    const char *cluster_id =
+        gateway_headers_get(&stream->request_headers, GATEWAY_CLUSTER_ID_HEADER);
+    int status =
+        gateway_route_resolve(gw->router, gw->registry, cluster_id,
+                              gateway_headers_get(&stream->request_headers, ":authority"),
+                              &cluster, message, message_size);
     if (status != GATEWAY_GRPC_OK)
         return status;
+    status = gateway_route_authorize(principal, cluster, cluster_id, message, message_size);
+    if (status != GATEWAY_GRPC_OK) {
+        /* the cluster is not named in metrics or the log line of a refused caller */
+        *denial = status == GATEWAY_GRPC_NOT_FOUND ? AUDIT_OTHER_TEAM : AUDIT_VIEWER;
+        return status;
+    }
     snprintf(stream->cluster, sizeof(stream->cluster), "%s", cluster->id);
     snprintf(stream->team, sizeof(stream->team), "%s", cluster->team);
-    status = gateway_route_authorize(principal, cluster, message, message_size);
-    if (status == GATEWAY_GRPC_OK && cluster->ended != NULL) {
+    if (cluster->ended != NULL) {
         /* after the team check: another team learns nothing about it */
         snprintf(message, message_size,
                  "cluster '%s' was terminated (%s); create a new one with POST /api/v1/clusters",
@@ -531,10 +575,13 @@ static void gateway_start_request(gateway_stream *stream)
         return;
     }
     if (gateway_authenticate(stream, &principal, message, sizeof(message)) != SP_OK) {
+        gateway_audit(stream, NULL, AUDIT_UNAUTHENTICATED, GATEWAY_GRPC_UNAUTHENTICATED, message);
         gateway_answer_error(stream, GATEWAY_GRPC_UNAUTHENTICATED, message);
         return;
     }
-    int status = gateway_route_stream(stream, &principal, message, sizeof(message));
+    audit_reason denial = AUDIT_OK;
+    int status = gateway_route_stream(stream, &principal, message, sizeof(message), &denial);
+    gateway_audit(stream, &principal, denial, status, message);
     if (status != GATEWAY_GRPC_OK) {
         gateway_answer_error(stream, status, message);
         return;
@@ -735,7 +782,9 @@ static int gateway_release_prefix(gateway_stream *stream)
         &stream->principal, sc_prefix_user_id(stream->prefix), stream->conn->gw->user_id_policy,
         message, sizeof(message));
     int status = GATEWAY_GRPC_PERMISSION_DENIED;
-    if (action != GATEWAY_USER_ID_DENY) {
+    if (action == GATEWAY_USER_ID_DENY)
+        gateway_audit(stream, &stream->principal, AUDIT_REFUSED, status, message);
+    else {
         if (gateway_open_upstream(stream, sc_prefix_session_id(stream->prefix)) != 0)
             return -1;
         status = gateway_queue_prefix(stream, action, message, sizeof(message));

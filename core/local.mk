@@ -10,6 +10,7 @@ core_libsparkplane_core_la_SOURCES = \
 	core/plugin_options.c core/plugin_options.h \
 	core/plugin_host.c core/plugin_host.h \
 	core/host_api.c core/host_api.h \
+	core/audit.c core/audit.h \
 	core/auth_chain.c core/auth_chain.h \
 	core/store.c core/store.h \
 	core/store_jobs.c core/store_jobs.h core/store_internal.h \

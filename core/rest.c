@@ -23,11 +23,13 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "audit.h"
 #include "auth_chain.h"
 #include "daemon.h"
 #include "http_guard.h"
 #include "log.h"
 #include "metrics.h"
+#include "principal.h"
 
 #define REST_MAX_ROUTES 128
 #define REST_MAX_PARAMS 8
@@ -36,7 +38,7 @@
 typedef struct rest_route {
     char *method;           /* NULL: any */
     char *pattern;
-    rest_auth auth;
+    rest_access access;
     rest_handler_fn handler;
 } rest_route;
 
@@ -65,9 +67,13 @@ typedef struct rest_call {
     char *params[REST_MAX_PARAMS];
     sp_principal principal;
     int stream_status;          /* a streamed answer's status, for the metrics */
+    rest_access access;         /* of the matched route; REST_OPEN until one matched */
+    audit_reason denial;        /* AUDIT_OK unless the answer refuses the caller */
+    char denial_message[256];   /* why, for the audit log */
 } rest_call;
 
 static void rest_on_request(struct evhttp_request *req, void *arg);
+static void rest_routes_handler(rest_request *request);
 
 rest_server *rest_server_new(daemon_state *daemon)
 {
@@ -86,6 +92,7 @@ rest_server *rest_server_new(daemon_state *daemon)
     evhttp_set_default_content_type(server->http, "application/json");
     evhttp_set_gencb(server->http, rest_on_request, server);
     http_guard_install(server->http, &server->limits);
+    rest_route_add(server, "GET", "/api/v1/routes", REST_READ, rest_routes_handler);
     return server;
 }
 
@@ -230,18 +237,37 @@ size_t rest_server_in_flight(const rest_server *server)
 
 /* ---- routes ---------------------------------------------------------- */
 
-int rest_route_add(rest_server *server, const char *method, const char *pattern, rest_auth auth,
-                   rest_handler_fn handler)
+int rest_route_add(rest_server *server, const char *method, const char *pattern,
+                   rest_access access, rest_handler_fn handler)
 {
     if (server->route_count == REST_MAX_ROUTES || pattern[0] != '/')
         return -1;
     rest_route *r = &server->routes[server->route_count];
     r->method = method ? strdup(method) : NULL;
     r->pattern = strdup(pattern);
-    r->auth = auth;
+    r->access = access;
     r->handler = handler;
     server->route_count++;
     return 0;
+}
+
+static const char *rest_access_name(rest_access access)
+{
+    return access == REST_WRITE ? "write" : access == REST_READ ? "read" : "open";
+}
+
+/* GET /api/v1/routes: the table itself, so clients and tests see what is served and how. */
+static void rest_routes_handler(rest_request *request)
+{
+    rest_server *server = ((rest_call *)request)->server;
+    json_t *routes = json_array();
+    for (size_t i = 0; routes != NULL && i < server->route_count; i++) {
+        const rest_route *r = &server->routes[i];
+        json_array_append_new(routes, json_pack("{s:s, s:s, s:s}", "method",
+                                                r->method ? r->method : "*", "path", r->pattern,
+                                                "access", rest_access_name(r->access)));
+    }
+    rest_reply_json(request, 200, json_pack("{s:o}", "routes", routes));
 }
 
 /*
@@ -314,6 +340,31 @@ json_t *rest_error_body(const char *code, const char *message, json_t *details)
     return json_pack("{s:o}", "error", error);
 }
 
+/* The decision on an authenticated route, for the audit log (audit.h). */
+static void rest_audit(rest_call *call, const char *method, int status)
+{
+    char action[600], peer[160] = "";
+    struct evhttp_connection *conn = evhttp_request_get_connection(call->request.http);
+    if (conn != NULL) {
+        const char *host = NULL;
+        ev_uint16_t port = 0;
+        evhttp_connection_get_peer(conn, (char **)&host, &port);
+        snprintf(peer, sizeof(peer), "%s:%u", host ? host : "?", port);
+    }
+    snprintf(action, sizeof(action), "%s %s", method, call->request.route);
+    audit_entry entry = {
+        .transport = "rest",
+        .peer = peer,
+        .principal = call->request.principal,
+        .action = action,
+        .object = call->path,
+        .reason = call->denial,
+        .message = call->denial_message,
+        .http_status = status,
+    };
+    audit_record(&entry);
+}
+
 static void rest_record(rest_call *call, int status)
 {
     char labels[512];
@@ -323,6 +374,8 @@ static void rest_record(rest_call *call, int status)
                      (double)(now.tv_nsec - call->started.tv_nsec) / 1e9;
     const char *method = rest_method_name(evhttp_request_get_command(call->request.http));
 
+    if (call->access != REST_OPEN)
+        rest_audit(call, method, status);
     snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"",
              call->request.route, method, status);
     metrics_add(metrics_register(SP_METRIC_COUNTER, "sparkplane_http_requests_total",
@@ -413,9 +466,20 @@ void rest_reply_json(rest_request *request, int status, json_t *body)
     evbuffer_free(out);
 }
 
+void rest_note_denial(rest_request *request, audit_reason reason, const char *message)
+{
+    rest_call *call = (rest_call *)request;
+    call->denial = reason;
+    snprintf(call->denial_message, sizeof(call->denial_message), "%s", message ? message : "");
+}
+
 void rest_reply_error(rest_request *request, int status, const char *code, const char *message,
                       json_t *details)
 {
+    rest_call *call = (rest_call *)request;
+    if ((status == 401 || status == 403) && call->denial == AUDIT_OK)
+        rest_note_denial(request, status == 401 ? AUDIT_UNAUTHENTICATED : AUDIT_OTHER_TEAM,
+                         message);
     rest_reply_json(request, status, rest_error_body(code, message, details));
 }
 
@@ -664,7 +728,16 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
         return;
     }
     call->request.route = route->pattern;
-    if (route->auth == REST_AUTHENTICATED && rest_authenticate(call) != 0)
+    call->access = route->access;
+    if (route->access != REST_OPEN && rest_authenticate(call) != 0)
         return;
+    if (route->access == REST_WRITE && !principal_may_write(call->request.principal)) {
+        char message[384];
+        snprintf(message, sizeof(message), "%.*s has the viewer role, which may only read",
+                 (int)strnlen(call->principal.subject, 256), call->principal.subject);
+        rest_note_denial(&call->request, AUDIT_VIEWER, message);
+        rest_reply_error(&call->request, 403, "forbidden", message, NULL);
+        return;
+    }
     route->handler(&call->request);
 }

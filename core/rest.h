@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <sparkplane/auth.h>
 
+#include "audit.h"
 #include "config.h"
 #include "diag.h"
 
@@ -33,7 +34,13 @@ typedef struct rest_request {
 
 typedef void (*rest_handler_fn)(rest_request *request);
 
-typedef enum rest_auth { REST_OPEN = 0, REST_AUTHENTICATED = 1 } rest_auth;
+/*
+ * Who may call a route.  REST_OPEN: anyone, no credential (/healthz).
+ * REST_READ: any authenticated caller; the handler checks the object's team.
+ * REST_WRITE: the same, and a viewer is refused (403) before the handler
+ * runs.  Every decision on a READ or WRITE route is audited (audit.h).
+ */
+typedef enum rest_access { REST_OPEN = 0, REST_READ = 1, REST_WRITE = 2 } rest_access;
 
 rest_server *rest_server_new(struct daemon_state *daemon);
 void rest_server_free(rest_server *server);
@@ -48,9 +55,21 @@ int rest_server_configure(rest_server *server, const config *cfg, diag_list *pro
 /* Stops accepting; in-flight requests finish. */
 void rest_server_close_listeners(rest_server *server);
 
-/* Routes: "/api/v1/jobs/{id}".  Method NULL = any. */
+/*
+ * Routes: "/api/v1/jobs/{id}".  Method NULL = any.  The table is served as
+ * GET /api/v1/routes (method, path, access), which the isolation test
+ * walks, so a new route is tested for every identity as soon as it exists.
+ */
 int rest_route_add(rest_server *server, const char *method, const char *pattern,
-                   rest_auth auth, rest_handler_fn handler);
+                   rest_access access, rest_handler_fn handler);
+
+/*
+ * Marks the answer about to be given as a refusal of the caller, for the
+ * audit log: a handler that answers 404 for another team's object (so it
+ * looks missing) calls this first with AUDIT_OTHER_TEAM.  401 and 403
+ * answers are marked by rest_reply_error itself.
+ */
+void rest_note_denial(rest_request *request, audit_reason reason, const char *message);
 
 /* Answers. Takes ownership of `body`. */
 void rest_reply_json(rest_request *request, int status, json_t *body);

@@ -45,6 +45,8 @@ static void clusters_reply_failed(rest_request *request, const clusters_error *e
 {
     json_t *details = err->field[0] != '\0' ? json_pack("{s:s}", "field", err->field) : NULL;
     int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
+    if (err->denial[0] != '\0')
+        rest_note_denial(request, AUDIT_OTHER_TEAM, err->denial);
     rest_reply_error(request, status, err->code[0] != '\0' ? err->code : "internal",
                      err->message[0] != '\0' ? err->message : "the cluster operation failed",
                      details);
@@ -299,9 +301,10 @@ void rest_clusters_routes(rest_server *server)
     for (size_t p = 0; clusters_prefixes[p] != NULL; p++)
         for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
             snprintf(pattern, sizeof(pattern), "%s%s", clusters_prefixes[p], routes[i].suffix);
-            rest_route_add(server, routes[i].method, pattern, REST_AUTHENTICATED,
+            rest_route_add(server, routes[i].method, pattern,
+                           strcmp(routes[i].method, "GET") == 0 ? REST_READ : REST_WRITE,
                            routes[i].handler);
         }
-    rest_route_add(server, "GET", "/api/v1/discovery", REST_AUTHENTICATED,
+    rest_route_add(server, "GET", "/api/v1/discovery", REST_READ,
                    clusters_discovery_handler);
 }

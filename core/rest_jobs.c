@@ -109,8 +109,13 @@ static json_t *jobs_load_visible(rest_request *request)
         rest_reply_error(request, 500, "internal", "the job store failed", NULL);
         return NULL;
     }
-    if (rc == 1 ||
-        !principal_in_team(request->principal, json_string_value(json_object_get(job, "team")))) {
+    const char *team = rc == 1 ? NULL : json_string_value(json_object_get(job, "team"));
+    if (rc == 1 || !principal_in_team(request->principal, team)) {
+        if (team != NULL) {
+            char why[128];
+            snprintf(why, sizeof(why), "job belongs to team %.64s", team);
+            rest_note_denial(request, AUDIT_OTHER_TEAM, why);
+        }
         json_decref(job);
         jobs_reply_not_found(request, id);
         return NULL;
@@ -604,10 +609,10 @@ static void jobs_logs(rest_request *request)
 
 void rest_jobs_routes(rest_server *server)
 {
-    rest_route_add(server, "POST", "/api/v1/jobs", REST_AUTHENTICATED, jobs_create);
-    rest_route_add(server, "GET", "/api/v1/jobs", REST_AUTHENTICATED, jobs_list);
-    rest_route_add(server, "GET", "/api/v1/jobs/{id}", REST_AUTHENTICATED, jobs_get);
-    rest_route_add(server, "DELETE", "/api/v1/jobs/{id}", REST_AUTHENTICATED, jobs_cancel);
-    rest_route_add(server, "GET", "/api/v1/jobs/{id}/events", REST_AUTHENTICATED, jobs_events);
-    rest_route_add(server, "GET", "/api/v1/jobs/{id}/logs", REST_AUTHENTICATED, jobs_logs);
+    rest_route_add(server, "POST", "/api/v1/jobs", REST_WRITE, jobs_create);
+    rest_route_add(server, "GET", "/api/v1/jobs", REST_READ, jobs_list);
+    rest_route_add(server, "GET", "/api/v1/jobs/{id}", REST_READ, jobs_get);
+    rest_route_add(server, "DELETE", "/api/v1/jobs/{id}", REST_WRITE, jobs_cancel);
+    rest_route_add(server, "GET", "/api/v1/jobs/{id}/events", REST_READ, jobs_events);
+    rest_route_add(server, "GET", "/api/v1/jobs/{id}/logs", REST_READ, jobs_logs);
 }

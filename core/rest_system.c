@@ -98,6 +98,6 @@ void rest_system_routes(rest_server *server)
     rest_route_add(server, "GET", "/healthz", REST_OPEN, system_healthz);
     rest_route_add(server, "GET", "/readyz", REST_OPEN, system_readyz);
     rest_route_add(server, "GET", "/metrics", REST_OPEN, system_metrics);
-    rest_route_add(server, "GET", "/api/v1/version", REST_AUTHENTICATED, system_version);
-    rest_route_add(server, "GET", "/api/v1/whoami", REST_AUTHENTICATED, system_whoami);
+    rest_route_add(server, "GET", "/api/v1/version", REST_READ, system_version);
+    rest_route_add(server, "GET", "/api/v1/whoami", REST_READ, system_whoami);
 }

@@ -1,4 +1,8 @@
 """test_auth.py - bearer tokens through the auth chain (auth_token plugin) on /api/v1."""
+import json
+import os
+import signal
+
 import pytest
 
 import helpers
@@ -69,3 +73,66 @@ def test_auth_decisions_are_counted(daemon):
     requests_401 = helpers.metric_value(after, "sparkplane_http_requests_total",
                                         route="/api/v1/whoami", status="401")
     assert requests_401 >= 1
+
+
+# ---- the audit log ----------------------------------------------------------------------------
+
+def audit_records(daemon):
+    path = os.path.join(daemon.workdir, "state", "audit.log")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_every_decision_is_audited_and_counted(daemon):
+    bob = daemon.token_for("bob")      # admin of platform only
+    alice = daemon.token_for("alice")  # member of analytics, ml
+    assert daemon.get("/api/v1/whoami").status_code == 401
+    assert daemon.get("/api/v1/whoami", token=alice).status_code == 200
+    assert daemon.get("/healthz").status_code == 200  # open: no decision
+    listed = daemon.get("/api/v1/jobs?team=analytics", token=bob)
+    assert listed.status_code == 403, listed.text
+
+    records = audit_records(daemon)
+    assert [r["action"] for r in records] == ["GET /api/v1/whoami", "GET /api/v1/whoami",
+                                             "GET /api/v1/jobs"], records
+    anonymous, allowed, refused = records
+    assert anonymous["principal"] is None and anonymous["decision"] == "deny"
+    assert anonymous["status"] == 401 and anonymous["reason"]
+    assert allowed == {**allowed, "transport": "rest", "principal": "alice", "role": "member",
+                       "object": "/api/v1/whoami", "decision": "allow", "status": 200}
+    assert "reason" not in allowed
+    assert allowed["peer"].startswith("127.0.0.1:") and allowed["time"].endswith("Z")
+    assert refused["principal"] == "bob" and refused["decision"] == "deny"
+    assert refused["status"] == 403 and "analytics" in refused["reason"]
+    assert bob not in open(os.path.join(daemon.workdir, "state", "audit.log")).read()
+
+    samples = daemon.metrics()
+    name = "sparkplane_auth_decisions_total"
+    assert helpers.metric_value(samples, name, transport="rest", decision="deny",
+                                reason="unauthenticated") == 1
+    assert helpers.metric_value(samples, name, transport="rest", decision="allow",
+                                reason="ok") >= 1
+    assert helpers.metric_value(samples, name, transport="rest", decision="deny",
+                                reason="other_team") == 1
+
+
+def test_the_audit_log_is_reopened_on_reload(daemon):
+    alice = daemon.token_for("alice")
+    path = os.path.join(daemon.workdir, "state", "audit.log")
+    assert daemon.get("/api/v1/whoami", token=alice).status_code == 200
+    os.rename(path, path + ".1")  # what logrotate does
+    daemon.send_signal(signal.SIGHUP)
+    helpers.wait_until(lambda: os.path.exists(path), 10.0, what="a new audit.log after SIGHUP")
+    assert daemon.get("/api/v1/version", token=alice).status_code == 200
+    assert [r["action"] for r in audit_records(daemon)] == ["GET /api/v1/version"]
+
+
+def test_an_unopenable_audit_file_is_refused_at_start(daemon_factory, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    d = daemon_factory(configure=lambda c: c.update(audit={"file": str(blocker / "audit.log")}),
+                       wait=False)
+    assert d.wait_exit() != 0
+    assert "audit.file: cannot open" in d.log()

@@ -129,7 +129,11 @@ def test_refusals_are_grpc_statuses(gateway):
     assert answers[wrong_token]["status"] == "UNAUTHENTICATED"
     assert answers[unknown]["status"] == "NOT_FOUND"
     assert "no-such-cluster" in answers[unknown]["message"]
-    assert answers[other_team]["status"] == "PERMISSION_DENIED"
+    # another team's cluster reads exactly like one that does not exist
+    assert answers[other_team]["status"] == "NOT_FOUND"
+    assert "no cluster 'platform-dev'" in answers[other_team]["message"]
+    assert "team" not in answers[other_team]["message"]
+    assert "no cluster 'no-such-cluster'" in answers[unknown]["message"]
     assert answers[by_host]["status"] == "NOT_FOUND"
     down = run_client("raw", str(port), daemon.token, "down-dev")
     assert down["status"] == "UNAVAILABLE", down
@@ -137,8 +141,11 @@ def test_refusals_are_grpc_statuses(gateway):
     samples = daemon.metrics()
     assert helpers.metric_value(samples, "sparkplane_gateway_streams_total",
                                 grpc_status="16") >= 1
+    # a refused caller's stream is not counted under the cluster it asked for
     assert helpers.metric_value(samples, "sparkplane_gateway_streams_total",
-                                cluster="platform-dev", grpc_status="7") >= 1
+                                cluster="platform-dev", grpc_status="5") == 0
+    assert helpers.metric_value(samples, "sparkplane_auth_decisions_total", transport="gateway",
+                                decision="deny", reason="other_team") >= 1
     assert helpers.metric_value(samples, "sparkplane_gateway_connections") == 0
 
 

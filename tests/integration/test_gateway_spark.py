@@ -159,13 +159,15 @@ def test_each_team_works_on_its_own_server(gateway, servers):
 
 
 def test_the_other_teams_cluster_is_refused_before_spark(gateway, servers):
-    """alice (analytics) asking for platform-dev gets PERMISSION_DENIED; B never hears of it."""
+    """alice (analytics) asking for platform-dev gets NOT_FOUND, as if it did not exist; B never
+    hears of it."""
     daemon, port = gateway
     _, server_b = servers
     url = alice_url(daemon, port, "platform-dev")
     answer = run_client("probe", url)[url]
-    assert answer["status"] == "PERMISSION_DENIED", answer
-    assert "platform" in answer["message"], answer
+    assert answer["status"] == "NOT_FOUND", answer
+    assert "no cluster 'platform-dev'" in answer["message"], answer
+    assert "team" not in answer["message"], answer
     if answer["session_id"]:
         assert not server_b.saw_session(answer["session_id"])
 

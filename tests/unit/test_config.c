@@ -273,7 +273,7 @@ static void test_every_problem_is_collected(void)
     CU_ASSERT(has_problem("t.yaml:22:35: auth.chain[3]: 'good' is listed twice"));
     CU_ASSERT(has_problem("t.yaml:23:1: extra: unknown key 'extra' at the top level; known "
                           "keys: server, log, state, plugin_directory, plugins, auth, runner, "
-                          "spark_versions, gateway, clusters, provisioning"));
+                          "spark_versions, gateway, clusters, provisioning, audit"));
     CU_ASSERT_EQUAL(count, 18);
 }
 
@@ -433,7 +433,16 @@ static void test_paths(void)
 
     cfg = load_text("state:\n  directory: relative/dir\n");
     CU_ASSERT_STRING_EQUAL(cfg->database_path, "relative/dir/sparkplane.db");
+    CU_ASSERT_STRING_EQUAL(cfg->audit_file, "relative/dir/audit.log");
     config_free(cfg);
+
+    cfg = load_text("state:\n  directory: /d\naudit:\n  file: /var/log/sp/audit.jsonl\n");
+    CU_ASSERT_STRING_EQUAL(cfg->audit_file, "/var/log/sp/audit.jsonl");
+    config_free(cfg);
+    load_text_fails("audit:\n  file: ''\n");
+    CU_ASSERT(has_problem("t.yaml:2:9: audit.file: expected a non-empty string, got ''"));
+    load_text_fails("audit:\n  path: x\n");
+    CU_ASSERT_EQUAL(problems.count, 1);
 }
 
 static void test_plugin_names(void)

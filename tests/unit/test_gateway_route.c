@@ -20,8 +20,11 @@ static void put(cluster_registry *registry, const char *id, const char *team, co
                 const char *region)
 {
     cluster_endpoint endpoint = {.address = (char *)"127.0.0.1:15010"};
-    cluster_entry entry = {.id = (char *)id, .team = (char *)team, .environment = (char *)env,
-                           .region = (char *)region, .endpoints = &endpoint,
+    cluster_entry entry = {.id = (char *)id,
+                           .team = (char *)team,
+                           .environment = (char *)env,
+                           .region = (char *)region,
+                           .endpoints = &endpoint,
                            .endpoint_count = 1};
     char err[256];
     CU_ASSERT_EQUAL_FATAL(cluster_registry_put(registry, &entry, err, sizeof(err)), 0);
@@ -110,18 +113,18 @@ static void test_pattern_errors(void)
 
     gateway_pattern compiled;
     char err[256];
-    CU_ASSERT_EQUAL(gateway_pattern_compile("SC-{env}-{team}.{domain}", &compiled, err,
-                                            sizeof(err)), 0);
-    CU_ASSERT_EQUAL(compiled.part_count, 6); /* sc- {env} - {team} . {domain} */
+    CU_ASSERT_EQUAL(
+        gateway_pattern_compile("SC-{env}-{team}.{domain}", &compiled, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(compiled.part_count, 6);               /* sc- {env} - {team} . {domain} */
     CU_ASSERT_STRING_EQUAL(compiled.parts[0].text, "sc-"); /* literals fold to lower case */
     CU_ASSERT(compiled.uses_domain);
     CU_ASSERT(!compiled.uses_region);
 
     /* {domain} without a domain cannot route anything */
     gateway_router *router = (gateway_router *)&router;
-    CU_ASSERT_EQUAL(gateway_router_new(default_patterns, 2, NULL, "local", 15002, &router, err,
-                                       sizeof(err)),
-                    -1);
+    CU_ASSERT_EQUAL(
+        gateway_router_new(default_patterns, 2, NULL, "local", 15002, &router, err, sizeof(err)),
+        -1);
     CU_ASSERT_PTR_NULL(router);
     CU_ASSERT_STRING_EQUAL(err, "authority pattern '{team}-{env}.{domain}' uses {domain} but no "
                                 "domain is set");
@@ -141,8 +144,7 @@ static void test_hyphenated_teams(void)
     expect_route(router, registry, NULL, "ml-dev.example.team", "ml-dev");
     expect_route(router, registry, NULL, "a-b-c-stg.example.team", "a-b-c-stg");
     /* a hyphenated team and a hyphenated region in one name */
-    expect_route(router, registry, NULL, "feature-eng-prod-us-east-1.example.team",
-                 "fe-prod-us");
+    expect_route(router, registry, NULL, "feature-eng-prod-us-east-1.example.team", "fe-prod-us");
 
     /* the same host read the other way when only that cluster exists */
     cluster_registry_remove(registry, "fe-prod");
@@ -236,8 +238,7 @@ static void test_pattern_matches_but_no_cluster(void)
     const char *const custom[] = {"spark.{region}.{team}-{env}.{domain}"};
     router = router_with(custom, 1);
     put(registry, "fe-eu", "feature-eng", "prod", "eu-west-1");
-    expect_route(router, registry, NULL, "spark.eu-west-1.feature-eng-prod.example.team",
-                 "fe-eu");
+    expect_route(router, registry, NULL, "spark.eu-west-1.feature-eng-prod.example.team", "fe-eu");
     expect_not_found(router, registry, NULL, "spark.us-east-1.feature-eng-prod.example.team",
                      "no cluster for team feature-eng, environment prod, region us-east-1");
     gateway_router_free(router);
@@ -298,34 +299,42 @@ static void test_authorize(void)
     char message[256];
 
     sp_principal bob = principal("bob", "member", "ml", "feature-eng");
-    CU_ASSERT_EQUAL(gateway_route_authorize(&bob, cluster, message, sizeof(message)),
+    CU_ASSERT_EQUAL(gateway_route_authorize(&bob, cluster, NULL, message, sizeof(message)),
                     GATEWAY_GRPC_OK);
+    /* another team's cluster reads like a missing one, by authority and by id */
     sp_principal alice = principal("alice", "member", "ml", "feature");
-    CU_ASSERT_EQUAL(gateway_route_authorize(&alice, cluster, message, sizeof(message)),
-                    GATEWAY_GRPC_PERMISSION_DENIED);
-    CU_ASSERT_STRING_EQUAL(message, "alice is not a member of team feature-eng");
+    CU_ASSERT_EQUAL(gateway_route_authorize(&alice, cluster, NULL, message, sizeof(message)),
+                    GATEWAY_GRPC_NOT_FOUND);
+    CU_ASSERT_STRING_EQUAL(message,
+                           "no cluster for team feature-eng, environment prod, region local");
+    CU_ASSERT_EQUAL(gateway_route_authorize(&alice, cluster, "fe-prod", message, sizeof(message)),
+                    GATEWAY_GRPC_NOT_FOUND);
+    CU_ASSERT_STRING_EQUAL(message, "no cluster 'fe-prod'");
 
     sp_principal root = principal("root", "admin", "*", NULL);
-    CU_ASSERT_EQUAL(gateway_route_authorize(&root, cluster, message, sizeof(message)),
+    CU_ASSERT_EQUAL(gateway_route_authorize(&root, cluster, NULL, message, sizeof(message)),
                     GATEWAY_GRPC_OK);
     /* "*" means every team for admins only */
     sp_principal sly = principal("sly", "member", "*", NULL);
-    CU_ASSERT_EQUAL(gateway_route_authorize(&sly, cluster, message, sizeof(message)),
-                    GATEWAY_GRPC_PERMISSION_DENIED);
-    CU_ASSERT_STRING_EQUAL(message, "sly is not a member of team feature-eng");
+    CU_ASSERT_EQUAL(gateway_route_authorize(&sly, cluster, NULL, message, sizeof(message)),
+                    GATEWAY_GRPC_NOT_FOUND);
     sp_principal team_admin = principal("ann", "admin", "feature-eng", NULL);
-    CU_ASSERT_EQUAL(gateway_route_authorize(&team_admin, cluster, message, sizeof(message)),
+    CU_ASSERT_EQUAL(gateway_route_authorize(&team_admin, cluster, NULL, message, sizeof(message)),
                     GATEWAY_GRPC_OK);
     sp_principal viewer = principal("vic", "viewer", "feature-eng", NULL);
-    CU_ASSERT_EQUAL(gateway_route_authorize(&viewer, cluster, message, sizeof(message)),
+    CU_ASSERT_EQUAL(gateway_route_authorize(&viewer, cluster, NULL, message, sizeof(message)),
                     GATEWAY_GRPC_PERMISSION_DENIED);
     CU_ASSERT_STRING_EQUAL(message, "vic has the viewer role, which may not open Spark sessions");
+    /* a viewer of another team learns nothing either */
+    sp_principal far_viewer = principal("val", "viewer", "ml", NULL);
+    CU_ASSERT_EQUAL(gateway_route_authorize(&far_viewer, cluster, NULL, message, sizeof(message)),
+                    GATEWAY_GRPC_NOT_FOUND);
     /* a team count beyond the array is not trusted */
     sp_principal odd = principal("odd", "member", "ml", NULL);
     odd.team_count = 1000;
-    CU_ASSERT_EQUAL(gateway_route_authorize(&odd, cluster, message, sizeof(message)),
-                    GATEWAY_GRPC_PERMISSION_DENIED);
-    CU_ASSERT_EQUAL(gateway_route_authorize(NULL, cluster, message, sizeof(message)),
+    CU_ASSERT_EQUAL(gateway_route_authorize(&odd, cluster, NULL, message, sizeof(message)),
+                    GATEWAY_GRPC_NOT_FOUND);
+    CU_ASSERT_EQUAL(gateway_route_authorize(NULL, cluster, NULL, message, sizeof(message)),
                     GATEWAY_GRPC_PERMISSION_DENIED);
     cluster_registry_free(registry);
 }
@@ -334,15 +343,15 @@ static void test_user_id_policy(void)
 {
     sp_principal alice = principal("alice", "member", "ml", NULL);
     char message[256] = "";
-    CU_ASSERT_EQUAL(gateway_route_check_user_id(&alice, "alice", CONFIG_USER_ID_DENY, message,
-                                                sizeof(message)),
-                    GATEWAY_USER_ID_OK);
-    CU_ASSERT_EQUAL(gateway_route_check_user_id(&alice, NULL, CONFIG_USER_ID_DENY, message,
-                                                sizeof(message)),
-                    GATEWAY_USER_ID_REPLACE);
-    CU_ASSERT_EQUAL(gateway_route_check_user_id(&alice, "", CONFIG_USER_ID_REPLACE, message,
-                                                sizeof(message)),
-                    GATEWAY_USER_ID_REPLACE);
+    CU_ASSERT_EQUAL(
+        gateway_route_check_user_id(&alice, "alice", CONFIG_USER_ID_DENY, message, sizeof(message)),
+        GATEWAY_USER_ID_OK);
+    CU_ASSERT_EQUAL(
+        gateway_route_check_user_id(&alice, NULL, CONFIG_USER_ID_DENY, message, sizeof(message)),
+        GATEWAY_USER_ID_REPLACE);
+    CU_ASSERT_EQUAL(
+        gateway_route_check_user_id(&alice, "", CONFIG_USER_ID_REPLACE, message, sizeof(message)),
+        GATEWAY_USER_ID_REPLACE);
     CU_ASSERT_EQUAL(gateway_route_check_user_id(&alice, "bob", CONFIG_USER_ID_REPLACE, message,
                                                 sizeof(message)),
                     GATEWAY_USER_ID_REPLACE);
@@ -351,9 +360,9 @@ static void test_user_id_policy(void)
                                                 sizeof(message)),
                     GATEWAY_USER_ID_REPLACE);
     CU_ASSERT_STRING_EQUAL(message, "");
-    CU_ASSERT_EQUAL(gateway_route_check_user_id(&alice, "Bob's", CONFIG_USER_ID_DENY, message,
-                                                sizeof(message)),
-                    GATEWAY_USER_ID_DENY);
+    CU_ASSERT_EQUAL(
+        gateway_route_check_user_id(&alice, "Bob's", CONFIG_USER_ID_DENY, message, sizeof(message)),
+        GATEWAY_USER_ID_DENY);
     CU_ASSERT_STRING_EQUAL(message,
                            "user_context.user_id 'Bob?s' is not the authenticated user alice");
 }

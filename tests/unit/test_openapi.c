@@ -46,6 +46,7 @@ static const struct {
     {"/api/v1/openapi.json", "get", 1},
     {"/api/v1/version", "get", 0},
     {"/api/v1/whoami", "get", 0},
+    {"/api/v1/routes", "get", 0},
     {"/api/v1/jobs", "post", 0},
     {"/api/v1/jobs", "get", 0},
     {"/api/v1/jobs/{id}", "get", 0},
