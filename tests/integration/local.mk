@@ -35,6 +35,7 @@ EXTRA_DIST += \
 	tests/integration/test_gateway_spark.py \
 	tests/integration/test_gateway_streams.py \
 	tests/integration/test_gateway_tls.py \
+	tests/integration/test_isolation_matrix.py \
 	tests/integration/test_jobs_api.py \
 	tests/integration/test_jobs_runner.py \
 	tests/integration/test_jobs_spark.py \
