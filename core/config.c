@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "gateway_route.h"
-#include "gateway_tls.h"
+#include "tls_server.h"
 #include "units.h"
 
 #ifndef LOCALSTATEDIR
@@ -52,7 +52,7 @@ static const char *const config_top_keys[] = {"server", "log", "state", "plugin_
                                               "gateway", "clusters", "provisioning", "audit",
                                               NULL};
 static const char *const config_server_keys[] = {"listen", "max_body_size", "max_header_size",
-                                                 "request_timeout", "drain_timeout", NULL};
+                                                 "request_timeout", "drain_timeout", "tls", NULL};
 static const char *const config_log_keys[] = {"level", "format", NULL};
 static const char *const config_state_keys[] = {"directory", "database", NULL};
 static const char *const config_plugin_keys[] = {"path", "enabled", "options", NULL};
@@ -66,7 +66,9 @@ static const char *const config_gateway_keys[] = {
     "listen", "authority_patterns", "domain", "default_region", "user_id_policy",
     "max_concurrent_streams", "idle_timeout", "max_message_size", "header_timeout",
     "session_timeout", "tls", NULL};
-static const char *const config_gateway_tls_keys[] = {"listen", "certificate", "key", NULL};
+/* server.tls and gateway.tls */
+static const char *const config_tls_keys[] = {"listen", "certificate", "key",
+                                              "client_certificates", NULL};
 static const char *const config_cluster_keys[] = {"id",        "team",  "environment",
                                                   "region",    "endpoints", "token",
                                                   "token_file", NULL};
@@ -434,6 +436,8 @@ static void config_listen(config_checker *chk, const yaml_tree_node *server)
 
 /* ---- sections ---- */
 
+static void config_check_server_tls(config_checker *chk, const yaml_tree_node *server);
+
 static void config_check_server(config_checker *chk, const yaml_tree_node *root)
 {
     const yaml_tree_node *server = config_section(chk, root, "server", "server");
@@ -450,6 +454,7 @@ static void config_check_server(config_checker *chk, const yaml_tree_node *root)
                     &cfg->request_timeout_ms);
     config_duration(chk, server, "drain_timeout", "server.drain_timeout", 1,
                     &cfg->drain_timeout_ms);
+    config_check_server_tls(chk, server);
 }
 
 static void config_check_log(config_checker *chk, const yaml_tree_node *root)
@@ -995,12 +1000,12 @@ static void config_gateway_policy(config_checker *chk, const yaml_tree_node *gat
                       policy);
 }
 
-/* gateway.tls.certificate or gateway.tls.key: a path resolved beside its file. */
-static void config_gateway_tls_path(config_checker *chk, const yaml_tree_node *tls,
-                                    const char *name, char **field)
+/* <section>.tls.certificate or .key: a path resolved beside its file. */
+static void config_tls_path(config_checker *chk, const yaml_tree_node *tls, const char *section,
+                            const char *name, char **field)
 {
     char dotted[64];
-    snprintf(dotted, sizeof(dotted), "gateway.tls.%s", name);
+    snprintf(dotted, sizeof(dotted), "%s.tls.%s", section, name);
     const char *path = config_string(chk, tls, name, dotted);
     if (path == NULL)
         return;
@@ -1013,67 +1018,131 @@ static void config_gateway_tls_path(config_checker *chk, const yaml_tree_node *t
     *field = resolved;
 }
 
-/* One port speaks one protocol: a TLS address may not be in gateway.listen too. */
-static void config_gateway_tls_overlap(config_checker *chk, const yaml_tree_node *listen)
+/* One port speaks one protocol: a TLS address may not be in <section>.listen too. */
+static void config_tls_overlap(config_checker *chk, const yaml_tree_node *listen,
+                               const char *section, char *const *plain, size_t plain_count)
 {
-    const config *cfg = chk->cfg;
     for (size_t i = 0; i < listen->count; i++) {
         const yaml_tree_node *item = listen->items[i];
-        for (size_t j = 0; j < cfg->gateway_listen_count; j++) {
-            if (strcmp(item->value, cfg->gateway_listen[j]) != 0)
+        for (size_t j = 0; j < plain_count; j++) {
+            if (strcmp(item->value, plain[j]) != 0)
                 continue;
             char dotted[64];
-            snprintf(dotted, sizeof(dotted), "gateway.tls.listen[%zu]", i);
+            snprintf(dotted, sizeof(dotted), "%s.tls.listen[%zu]", section, i);
             config_report(chk, config_where_node(item), dotted,
-                          "'%.80s' is in gateway.listen too: a port serves h2c or TLS, not both",
-                          item->value);
+                          "'%.80s' is in %s.listen too: a port serves %s or TLS, not both",
+                          item->value, section, strcmp(section, "gateway") == 0 ? "h2c" : "HTTP");
         }
     }
 }
 
 /* What --check-config promises: the certificate and key make a working TLS context. */
-static void config_gateway_tls_files(config_checker *chk, const yaml_tree_node *tls)
+static void config_tls_files(config_checker *chk, const yaml_tree_node *tls, const char *section,
+                             const char *certificate, const char *key)
 {
-    char message[CONFIG_ERROR_SIZE];
-    gateway_tls_fault fault;
-    SSL_CTX *context = gateway_tls_context_new(chk->cfg->gateway_tls_certificate,
-                                               chk->cfg->gateway_tls_key, &fault, message,
-                                               sizeof(message));
+    char message[CONFIG_ERROR_SIZE], dotted[64];
+    tls_server_fault fault;
+    tls_server_settings settings = {
+        .certificate_path = certificate, .key_path = key, .session_context = "check"};
+    SSL_CTX *context = tls_server_context_new(&settings, &fault, message, sizeof(message));
     if (context != NULL) {
-        gateway_tls_context_free(context);
+        tls_server_context_free(context);
         return;
     }
-    int key = fault == GATEWAY_TLS_FAULT_KEY;
-    config_report(chk, config_where_node(yaml_tree_map_get(tls, key ? "key" : "certificate")),
-                  key ? "gateway.tls.key" : "gateway.tls.certificate", "%s", message);
+    const char *name = fault == TLS_SERVER_FAULT_KEY ? "key" : "certificate";
+    snprintf(dotted, sizeof(dotted), "%s.tls.%s", section, name);
+    config_report(chk, config_where_node(yaml_tree_map_get(tls, name)), dotted, "%s", message);
 }
 
-static void config_check_gateway_tls(config_checker *chk, const yaml_tree_node *gateway)
+/* <section>.tls.client_certificates: none | request. */
+static void config_tls_client_certificates(config_checker *chk, const yaml_tree_node *tls,
+                                           const char *section, config_client_certificates *out)
+{
+    char dotted[64];
+    snprintf(dotted, sizeof(dotted), "%s.tls.client_certificates", section);
+    const char *mode = config_string(chk, tls, "client_certificates", dotted);
+    if (mode == NULL || strcmp(mode, "none") == 0)
+        *out = CONFIG_CLIENT_CERTIFICATES_NONE;
+    else if (strcmp(mode, "request") == 0)
+        *out = CONFIG_CLIENT_CERTIFICATES_REQUEST;
+    else
+        config_report(chk, config_where_node(yaml_tree_map_get(tls, "client_certificates")),
+                      dotted, "expected one of none, request, got '%.60s'", mode);
+}
+
+/* The parts of server.tls and gateway.tls that look alike; where the values go. */
+typedef struct config_tls_fields {
+    const char *section;            /* "server" or "gateway" */
+    char *const *plain;             /* <section>.listen, already checked */
+    size_t plain_count;
+    char ***listen;
+    size_t *listen_count;
+    char **certificate;
+    char **key;
+    config_client_certificates *client_certificates;
+} config_tls_fields;
+
+static void config_check_tls(config_checker *chk, const yaml_tree_node *parent,
+                             const config_tls_fields *fields)
 {
     static const char *const files[] = {"certificate", "key"};
-    const yaml_tree_node *tls = config_section(chk, gateway, "tls", "gateway.tls");
-    config *cfg = chk->cfg;
+    char dotted[64];
+    snprintf(dotted, sizeof(dotted), "%s.tls", fields->section);
+    const yaml_tree_node *tls = config_section(chk, parent, "tls", dotted);
     if (tls == NULL)
         return;
-    config_check_keys(chk, tls, "gateway.tls", config_gateway_tls_keys);
+    config_check_keys(chk, tls, dotted, config_tls_keys);
     const yaml_tree_node *listen = yaml_tree_map_get(tls, "listen");
+    snprintf(dotted, sizeof(dotted), "%s.tls.listen", fields->section);
     if (!config_is_null(listen) &&
-        config_addresses(chk, listen, "gateway.tls.listen", &cfg->gateway_tls_listen,
-                         &cfg->gateway_tls_listen_count) == 0)
-        config_gateway_tls_overlap(chk, listen);
-    config_gateway_tls_path(chk, tls, "certificate", &cfg->gateway_tls_certificate);
-    config_gateway_tls_path(chk, tls, "key", &cfg->gateway_tls_key);
-    if (cfg->gateway_tls_listen_count == 0)
+        config_addresses(chk, listen, dotted, fields->listen, fields->listen_count) == 0)
+        config_tls_overlap(chk, listen, fields->section, fields->plain, fields->plain_count);
+    config_tls_path(chk, tls, fields->section, "certificate", fields->certificate);
+    config_tls_path(chk, tls, fields->section, "key", fields->key);
+    config_tls_client_certificates(chk, tls, fields->section, fields->client_certificates);
+    if (*fields->listen_count == 0)
         return;
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         if (!config_is_null(yaml_tree_map_get(tls, files[i])))
             continue;
-        char dotted[64];
-        snprintf(dotted, sizeof(dotted), "gateway.tls.%s", files[i]);
-        config_report(chk, config_where_node(tls), dotted, "required: gateway.tls.listen is set");
+        snprintf(dotted, sizeof(dotted), "%s.tls.%s", fields->section, files[i]);
+        config_report(chk, config_where_node(tls), dotted, "required: %s.tls.listen is set",
+                      fields->section);
     }
-    if (cfg->gateway_tls_certificate != NULL && cfg->gateway_tls_key != NULL)
-        config_gateway_tls_files(chk, tls);
+    if (*fields->certificate != NULL && *fields->key != NULL)
+        config_tls_files(chk, tls, fields->section, *fields->certificate, *fields->key);
+}
+
+static void config_check_server_tls(config_checker *chk, const yaml_tree_node *server)
+{
+    config *cfg = chk->cfg;
+    config_tls_fields fields = {
+        .section = "server",
+        .plain = cfg->listen,
+        .plain_count = cfg->listen_count,
+        .listen = &cfg->tls_listen,
+        .listen_count = &cfg->tls_listen_count,
+        .certificate = &cfg->tls_certificate,
+        .key = &cfg->tls_key,
+        .client_certificates = &cfg->tls_client_certificates,
+    };
+    config_check_tls(chk, server, &fields);
+}
+
+static void config_check_gateway_tls(config_checker *chk, const yaml_tree_node *gateway)
+{
+    config *cfg = chk->cfg;
+    config_tls_fields fields = {
+        .section = "gateway",
+        .plain = cfg->gateway_listen,
+        .plain_count = cfg->gateway_listen_count,
+        .listen = &cfg->gateway_tls_listen,
+        .listen_count = &cfg->gateway_tls_listen_count,
+        .certificate = &cfg->gateway_tls_certificate,
+        .key = &cfg->gateway_tls_key,
+        .client_certificates = &cfg->gateway_tls_client_certificates,
+    };
+    config_check_tls(chk, gateway, &fields);
 }
 
 static void config_check_gateway(config_checker *chk, const yaml_tree_node *root)
@@ -1481,6 +1550,9 @@ void config_free(config *cfg)
     free(cfg->spark_versions);
     config_free_strings(cfg->gateway_listen, cfg->gateway_listen_count);
     config_free_strings(cfg->gateway_tls_listen, cfg->gateway_tls_listen_count);
+    config_free_strings(cfg->tls_listen, cfg->tls_listen_count);
+    free(cfg->tls_certificate);
+    free(cfg->tls_key);
     free(cfg->gateway_tls_certificate);
     free(cfg->gateway_tls_key);
     config_free_strings(cfg->gateway_authority_patterns, cfg->gateway_authority_pattern_count);

@@ -13,6 +13,11 @@
  *
  *   server:
  *     listen: ["127.0.0.1:8080"]   # host:port strings; [::1]:8080 for IPv6
+ *     tls:                         # HTTPS (HTTP/1.1 over TLS 1.2+), besides server.listen
+ *       listen: []                 # host:port strings, none in server.listen too
+ *       certificate: chain.pem     # PEM chain, leaf first; required when tls.listen is set
+ *       key: key.pem               # its unencrypted PEM key; both read again on reload
+ *       client_certificates: none  # none | request (see below)
  *     max_body_size: 1MiB
  *     max_header_size: 16KiB
  *     request_timeout: 30s
@@ -51,6 +56,7 @@
  *       listen: []                 # host:port strings, none in gateway.listen too
  *       certificate: chain.pem     # PEM chain, leaf first; required when tls.listen is set
  *       key: key.pem               # its unencrypted PEM key; both read again on reload
+ *       client_certificates: none  # none | request (see below)
  *     authority_patterns: ["{team}-{env}.{domain}", "{team}-{env}-{region}.{domain}"]
  *     domain: example.team         # required when the gateway is on and a pattern uses {domain}
  *     default_region: local        # the region for patterns without {region}
@@ -92,6 +98,13 @@
  *       default: {clusters: 5, cores: 64}   # per team, over its live clusters
  *       teams: {feature-eng: {clusters: 10, cores: 128}}
  *     pool_budget: {cores: 0, memory: 0}    # all warm clusters together; 0 cores = no hot pools
+ *
+ * client_certificates: request (server.tls, gateway.tls) makes the TLS
+ * listener ask every client for a certificate.  A client without one still
+ * connects; a presented chain is not verified by the TLS layer (expired,
+ * unknown-CA and revoked certificates get through) but handed to the auth
+ * chain (sp_auth_request.client_cert_pem), whose provider verifies it and
+ * refuses with 401 / UNAUTHENTICATED and the reason.
  */
 #ifndef SPARKPLANE_CORE_CONFIG_H
 #define SPARKPLANE_CORE_CONFIG_H
@@ -125,6 +138,11 @@ typedef enum config_user_id_policy {
     CONFIG_USER_ID_REPLACE = 0,     /* a foreign user_id is replaced by the caller's */
     CONFIG_USER_ID_DENY = 1         /* a foreign user_id is refused */
 } config_user_id_policy;
+
+typedef enum config_client_certificates {
+    CONFIG_CLIENT_CERTIFICATES_NONE = 0,    /* no CertificateRequest */
+    CONFIG_CLIENT_CERTIFICATES_REQUEST = 1  /* ask; optional; unverified (see above) */
+} config_client_certificates;
 
 typedef struct config_cluster {
     char *id;
@@ -220,6 +238,11 @@ typedef struct config {
     uint64_t max_header_bytes;
     uint64_t request_timeout_ms;
     uint64_t drain_timeout_ms;
+    char **tls_listen;              /* server.tls.listen: "host:port" (HTTPS) */
+    size_t tls_listen_count;
+    char *tls_certificate;          /* resolved path; set when tls_listen is */
+    char *tls_key;                  /* resolved path; set when tls_listen is */
+    config_client_certificates tls_client_certificates;
 
     sp_log_level log_level;
     log_format log_format;
@@ -251,6 +274,7 @@ typedef struct config {
     size_t gateway_tls_listen_count;
     char *gateway_tls_certificate;  /* resolved path; set when gateway_tls_listen is */
     char *gateway_tls_key;          /* resolved path; set when gateway_tls_listen is */
+    config_client_certificates gateway_tls_client_certificates;
     char **gateway_authority_patterns;      /* checked with gateway_pattern_compile */
     size_t gateway_authority_pattern_count;
     char *gateway_domain;           /* lower case, may be NULL */

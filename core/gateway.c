@@ -264,7 +264,7 @@ static void gateway_conn_on_event(struct bufferevent *bev, short events, void *a
         log_msg(SP_LOG_INFO, "gateway", "%s: TLS client negotiated no ALPN h2: closed",
                 conn->peer);
     } else if ((events & BEV_EVENT_ERROR) && gateway_tls_is_tls(bev)) {
-        gateway_tls_describe_error(bev, why, sizeof(why));
+        tls_server_describe_error(bev, why, sizeof(why));
         log_msg(SP_LOG_DEBUG, "gateway", "%s: TLS: %s", conn->peer, why);
     }
     gateway_conn_free(conn);    /* EOF, error or no h2: the client is gone */
@@ -687,19 +687,21 @@ fail:
 static int gateway_load_tls(const config *cfg, SSL_CTX **context, diag_list *problems)
 {
     char message[1024];
-    gateway_tls_fault fault;
+    tls_server_fault fault;
     *context = NULL;
     if (cfg->gateway_tls_listen_count == 0)
         return 0;
-    *context = gateway_tls_context_new(cfg->gateway_tls_certificate, cfg->gateway_tls_key,
-                                       &fault, message, sizeof(message));
+    *context = gateway_tls_context_new(
+        cfg->gateway_tls_certificate, cfg->gateway_tls_key,
+        cfg->gateway_tls_client_certificates == CONFIG_CLIENT_CERTIFICATES_REQUEST, &fault,
+        message, sizeof(message));
     if (*context == NULL) {
         diag_add(problems, "%s: %s",
-                 fault == GATEWAY_TLS_FAULT_KEY ? "gateway.tls.key" : "gateway.tls.certificate",
+                 fault == TLS_SERVER_FAULT_KEY ? "gateway.tls.key" : "gateway.tls.certificate",
                  message);
         return -1;
     }
-    gateway_tls_context_describe(*context, message, sizeof(message));
+    tls_server_context_describe(*context, message, sizeof(message));
     log_msg(SP_LOG_INFO, "gateway", "TLS certificate: %s", message);
     return 0;
 }
@@ -719,17 +721,17 @@ int gateway_configure(gateway *gw, const config *cfg, diag_list *problems)
         return -1;
     if ((cfg->gateway_listen_count > 0 || cfg->gateway_tls_listen_count > 0) &&
         gateway_load_routes(cfg, &registry, &router, problems) != 0) {
-        gateway_tls_context_free(tls_context);
+        tls_server_context_free(tls_context);
         return -1;
     }
     if (gateway_apply_listeners(gw, cfg, problems) != 0) {
         gateway_router_free(router);
         cluster_registry_free(registry);
-        gateway_tls_context_free(tls_context);
+        tls_server_context_free(tls_context);
         return -1;
     }
     gateway_apply_routes(gw, registry, router);
-    gateway_tls_context_free(gw->tls_context);  /* open TLS connections hold their own ref */
+    tls_server_context_free(gw->tls_context);  /* open TLS connections hold their own ref */
     gw->session_timeout_ms = cfg->gateway_session_timeout_ms;
     gw->max_message_bytes = cfg->gateway_max_message_bytes;
     gw->auth_generation++;
@@ -813,7 +815,7 @@ void gateway_free(gateway *gw)
     gateway_metrics_free(gw->metrics);
     gateway_router_free(gw->router);
     cluster_registry_free(gw->registry);
-    gateway_tls_context_free(gw->tls_context);
+    tls_server_context_free(gw->tls_context);
     free(gw->listeners);
     free(gw);
 }

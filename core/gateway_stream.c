@@ -40,6 +40,7 @@
 
 #include "audit.h"
 #include "auth_chain.h"
+#include "gateway_tls.h"
 #include "log.h"
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -389,24 +390,32 @@ static int gateway_authenticate(gateway_stream *stream, sp_principal *principal,
     daemon_state *daemon = conn->gw->daemon;
     const char *authorization = gateway_headers_get(&stream->request_headers, "authorization");
     uint64_t now = gateway_now_ms();
+    /*
+     * A request without Authorization is never served from the cache: it may be a client
+     * that authenticates with its certificate alone, and the chain decides each time.  With
+     * Authorization, reuse is sound with a certificate too: a connection's certificate never
+     * changes.
+     */
     if (authorization && conn->auth_header && now < conn->auth_until_ms &&
         conn->auth_generation == conn->gw->auth_generation &&
         strcmp(authorization, conn->auth_header) == 0) {
         *principal = conn->auth_principal;
         return SP_OK;
     }
+    char *client_chain = gateway_tls_peer_chain_pem(conn->bev);
     sp_auth_request request = {
         .size = sizeof(request),
         .transport = SP_AUTH_GATEWAY,
         .authorization = authorization,
         .peer_address = conn->peer,
-        .client_cert_pem = NULL,
+        .client_cert_pem = client_chain,
     };
     memset(principal, 0, sizeof(*principal));
     principal->size = sizeof(*principal);
     int rc = auth_chain_authenticate(daemon->plugins, daemon->cfg->auth_chain,
                                      daemon->cfg->auth_chain_count, &request, principal, err,
                                      err_size);
+    free(client_chain);
     free(conn->auth_header);
     conn->auth_header = rc == SP_OK && authorization ? strdup(authorization) : NULL;
     conn->auth_principal = *principal;

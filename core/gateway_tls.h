@@ -1,17 +1,14 @@
 /*
- * gateway_tls.h - TLS for the Spark Connect gateway: the OpenSSL server
- * context built from gateway.tls.certificate and gateway.tls.key, and the
- * wrapping of an accepted socket in a libevent OpenSSL bufferevent.
+ * gateway_tls.h - TLS for the Spark Connect gateway: the server context
+ * for gateway.tls (tls_server.h, plus ALPN h2) and the wrapping of an
+ * accepted socket in a libevent OpenSSL bufferevent.
  *
- * A context accepts TLS 1.2 and 1.3 only and selects ALPN "h2" or refuses
- * the handshake (no_application_protocol alert): the gateway speaks
- * HTTP/2 and nothing else on a TLS port.  The gateway builds a new context
- * on every configure (start and SIGHUP), so a reload picks up a rotated
- * certificate; an SSL_CTX is reference counted, so connections accepted
- * earlier keep the context they started with until they close.
- *
- * Client certificates are not requested yet; gateway_tls_peer_certificate_pem
- * is the place where mTLS (auth_mtls) will read the caller's certificate.
+ * A context selects ALPN "h2" or refuses the handshake
+ * (no_application_protocol alert): the gateway speaks HTTP/2 and nothing
+ * else on a TLS port.  The gateway builds a new context on every configure
+ * (start and SIGHUP), so a reload picks up a rotated certificate.  With
+ * gateway.tls.client_certificates: request, the client's chain reaches the
+ * auth chain through gateway_tls_peer_chain_pem, unverified (tls_server.h).
  */
 #ifndef SPARKPLANE_CORE_GATEWAY_TLS_H
 #define SPARKPLANE_CORE_GATEWAY_TLS_H
@@ -21,25 +18,17 @@
 #include <openssl/ssl.h>
 #include <stddef.h>
 
-/* Which configured file a context could not be built from. */
-typedef enum gateway_tls_fault {
-    GATEWAY_TLS_FAULT_NONE = 0,
-    GATEWAY_TLS_FAULT_CERTIFICATE, /* gateway.tls.certificate: missing, unreadable, not PEM */
-    GATEWAY_TLS_FAULT_KEY          /* gateway.tls.key: same, encrypted, or not the cert's key */
-} gateway_tls_fault;
+#include "tls_server.h"
 
 /*
- * A server context from a PEM certificate chain (leaf first) and its PEM
- * private key.  NULL with `fault` and a message naming the file otherwise.
+ * A gateway context from a PEM certificate chain (leaf first) and its PEM
+ * private key, asking for client certificates when told to.  NULL with
+ * `fault` and a message naming the file otherwise.  Free it with
+ * tls_server_context_free.
  */
 SSL_CTX *gateway_tls_context_new(const char *certificate_path, const char *key_path,
-                                 gateway_tls_fault *fault, char *message, size_t message_size);
-
-/* Drops the caller's reference; connections using it keep theirs. NULL is fine. */
-void gateway_tls_context_free(SSL_CTX *context);
-
-/* "CN=..., serial 0A1B..., expires 2027-01-01": the leaf, for the log. */
-void gateway_tls_context_describe(SSL_CTX *context, char *out, size_t out_size);
+                                 int request_client_certificates, tls_server_fault *fault,
+                                 char *message, size_t message_size);
 
 /*
  * An accepting OpenSSL bufferevent over the accepted socket `fd`, owning
@@ -57,14 +46,11 @@ int gateway_tls_is_tls(struct bufferevent *bev);
 /* 1 when the completed handshake on bev selected ALPN "h2". */
 int gateway_tls_negotiated_h2(struct bufferevent *bev);
 
-/* Why the TLS layer of bev failed, from OpenSSL's errors (drains them). */
-void gateway_tls_describe_error(struct bufferevent *bev, char *out, size_t out_size);
-
 /*
- * The client's certificate as PEM (malloc'd; the caller frees), or NULL
- * when the connection is not TLS or the client sent none.  Nothing asks
- * for client certificates yet: this is where mTLS will read it.
+ * The client's certificate chain as PEM, leaf first (tls_server_peer_chain_pem;
+ * malloc'd, the caller frees), or NULL when the connection is h2c or the
+ * client sent none.
  */
-char *gateway_tls_peer_certificate_pem(struct bufferevent *bev);
+char *gateway_tls_peer_chain_pem(struct bufferevent *bev);
 
 #endif

@@ -24,12 +24,20 @@
  * data parked in a second buffer would be lost.  libevent 2.1's filter also
  * does not push output added while EV_WRITE was disabled when evhttp enables
  * it; a "kick" event (and an EV_WRITE wait when the socket is full) retries.
+ *
+ * On an HTTPS listener the filter sits on a libevent OpenSSL bufferevent
+ * instead of a socket one, and the same promise is kept another way: output
+ * is copied to the TLS layer a piece at a time and only drained from the
+ * filter once the TLS layer has written it to the socket (its output buffer
+ * is empty again), so evhttp still sees "done" only when the kernel has the
+ * bytes.  A refusal goes through the TLS layer too, and the linger closes.
  */
 #include "http_guard.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +48,7 @@
 #include "metrics.h"
 
 #define GUARD_LINGER_MS 1000
+#define GUARD_TLS_PIECE (64 * 1024) /* output handed to the TLS layer at a time */
 
 typedef enum guard_state {
     GUARD_HEADERS = 0,  /* reading a header block */
@@ -51,7 +60,10 @@ typedef enum guard_state {
 typedef struct guard_connection {
     const http_guard_limits *limits;
     struct bufferevent *filter;
-    struct bufferevent *socket_bev; /* the filter's underlying socket */
+    struct bufferevent *socket_bev; /* the filter's underlying socket (or TLS) bufferevent */
+    SSL *ssl;                       /* HTTPS: socket_bev's, freed with it; NULL: plain */
+    size_t tls_in_flight;           /* output bytes copied to the TLS layer, not yet sent */
+    struct evbuffer_cb_entry *tls_written; /* guard_on_tls_written on the TLS layer's output */
     struct event *kick;             /* pushes evhttp's output on */
     struct event *writable;         /* the socket can take more output */
     guard_state state;
@@ -95,10 +107,13 @@ static void guard_refuse(guard_connection *conn, int status, const char *reason_
     /*
      * The answer is small and the socket's send buffer is empty at this
      * point (evhttp has not answered anything for this request), so one
-     * non-blocking send delivers it.
+     * non-blocking send delivers it.  TLS encrypts it on the way; the linger
+     * gives it the time.
      */
     evutil_socket_t fd = bufferevent_getfd(conn->socket_bev);
-    if (fd >= 0) {
+    if (conn->ssl != NULL) {
+        evbuffer_add(bufferevent_get_output(conn->socket_bev), response, (size_t)len);
+    } else if (fd >= 0) {
         ssize_t sent = send(fd, response, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)sent;
         shutdown(fd, SHUT_WR);
@@ -265,6 +280,33 @@ static enum bufferevent_filter_result guard_input(struct evbuffer *src, struct e
 
 static void guard_on_kick(evutil_socket_t fd, short what, void *arg);
 
+/*
+ * HTTPS output: a piece of src goes to the TLS layer as a copy, and leaves
+ * src only when the TLS layer's buffer is empty again (written to the
+ * socket); guard_on_tls_written kicks the filter then.
+ */
+static enum bufferevent_filter_result guard_output_tls(guard_connection *conn,
+                                                       struct evbuffer *src)
+{
+    struct evbuffer *tls_output = bufferevent_get_output(conn->socket_bev);
+    if (conn->tls_in_flight > 0) {
+        if (evbuffer_get_length(tls_output) > 0)
+            return BEV_NEED_MORE;
+        evbuffer_drain(src, conn->tls_in_flight);
+        conn->tls_in_flight = 0;
+    }
+    size_t piece = evbuffer_get_length(src);
+    if (piece == 0)
+        return BEV_OK; /* all sent: evhttp may carry on (or close) */
+    if (piece > GUARD_TLS_PIECE)
+        piece = GUARD_TLS_PIECE;
+    unsigned char *data = evbuffer_pullup(src, (ev_ssize_t)piece);
+    if (data == NULL || evbuffer_add(tls_output, data, piece) != 0)
+        return BEV_ERROR;
+    conn->tls_in_flight = piece;
+    return BEV_NEED_MORE;
+}
+
 static enum bufferevent_filter_result guard_output(struct evbuffer *src, struct evbuffer *dst,
                                                    ev_ssize_t dst_limit,
                                                    enum bufferevent_flush_mode mode, void *ctx)
@@ -273,8 +315,11 @@ static enum bufferevent_filter_result guard_output(struct evbuffer *src, struct 
     evutil_socket_t fd = bufferevent_getfd(conn->socket_bev);
     if (conn->state == GUARD_REFUSED || fd < 0) {
         evbuffer_drain(src, evbuffer_get_length(src));
+        conn->tls_in_flight = 0;
         return BEV_OK;
     }
+    if (conn->ssl != NULL)
+        return guard_output_tls(conn, src);
     while (evbuffer_get_length(src) > 0) {
         int n = evbuffer_write(src, fd);
         if (n > 0)
@@ -303,11 +348,23 @@ static void guard_on_deadline(evutil_socket_t fd, short what, void *arg)
     guard_refuse(conn, 408, "Request Timeout", "request_timeout", text, "timeout");
 }
 
+/* Frees the bottom bufferevent and, on HTTPS, its SSL (both may be NULL). */
+static void guard_free_socket(guard_connection *conn)
+{
+    /* The TLS bufferevent is finalized later, after `conn` is gone: no callback into it. */
+    if (conn->tls_written != NULL)
+        evbuffer_remove_cb_entry(bufferevent_get_output(conn->socket_bev), conn->tls_written);
+    if (conn->socket_bev != NULL)
+        bufferevent_free(conn->socket_bev);
+    /* Without BEV_OPT_CLOSE_ON_FREE libevent leaves the SSL to us and never touches it again. */
+    SSL_free(conn->ssl);
+}
+
 /* The filter's free_context: evhttp is done with this connection. */
 static void guard_on_filter_freed(void *ctx)
 {
     guard_connection *conn = ctx;
-    bufferevent_free(conn->socket_bev);
+    guard_free_socket(conn);
     event_free(conn->deadline);
     event_free(conn->linger);
     event_free(conn->kick);
@@ -330,10 +387,18 @@ static void guard_on_output_added(struct evbuffer *buffer, const struct evbuffer
         event_active(conn->kick, EV_TIMEOUT, 0);
 }
 
+/* The TLS layer wrote everything it was given: the copied piece may leave the filter. */
+static void guard_on_tls_written(struct evbuffer *buffer, const struct evbuffer_cb_info *info,
+                                 void *arg)
+{
+    guard_connection *conn = arg;
+    if (info->n_deleted > 0 && evbuffer_get_length(buffer) == 0 && conn->tls_in_flight > 0)
+        event_active(conn->kick, EV_TIMEOUT, 0);
+}
+
 static void guard_free_parts(guard_connection *conn)
 {
-    if (conn->socket_bev)
-        bufferevent_free(conn->socket_bev);
+    guard_free_socket(conn);
     if (conn->deadline)
         event_free(conn->deadline);
     if (conn->linger)
@@ -345,19 +410,51 @@ static void guard_free_parts(guard_connection *conn)
     free(conn);
 }
 
+/*
+ * An HTTPS connection's bottom layer: an accepting OpenSSL bufferevent
+ * whose descriptor evhttp sets later (bufferevent_setfd reaches it through
+ * the filter).  NULL when there is no context or no memory.
+ */
+static struct bufferevent *guard_new_tls_bufferevent(guard_connection *conn,
+                                                     struct event_base *base,
+                                                     SSL_CTX *context)
+{
+    conn->ssl = context ? SSL_new(context) : NULL;
+    if (conn->ssl == NULL)
+        return NULL;
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(base, -1, conn->ssl, BUFFEREVENT_SSL_ACCEPTING, 0);
+    if (bev == NULL)
+        return NULL;
+    /* A client that closes without close_notify is ordinary (curl does it): EOF, not error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    conn->tls_written = evbuffer_add_cb(bufferevent_get_output(bev), guard_on_tls_written, conn);
+    return bev;
+}
+
 static struct bufferevent *guard_new_connection(struct event_base *base, void *arg)
 {
-    const http_guard_limits *limits = arg;
+    const http_guard_site *site = arg;
     guard_connection *conn = calloc(1, sizeof(*conn));
+    int tls_failed = 0;
     if (conn == NULL)
         return NULL;
-    conn->limits = limits;
+    conn->limits = site->limits;
     /*
      * No BEV_OPT_CLOSE_ON_FREE anywhere: evhttp closes the socket itself
      * when its bufferevent lacks the flag, and the guard frees the socket
      * bufferevent (never the descriptor) when the filter goes.
      */
-    conn->socket_bev = bufferevent_socket_new(base, -1, 0);
+    if (site->tls_context == NULL) {
+        conn->socket_bev = bufferevent_socket_new(base, -1, 0);
+    } else if ((conn->socket_bev = guard_new_tls_bufferevent(conn, base,
+                                                             *site->tls_context)) == NULL) {
+        /* Never plain HTTP on a TLS port: a connection that closes at once instead. */
+        SSL_free(conn->ssl);
+        conn->ssl = NULL;
+        conn->socket_bev = bufferevent_socket_new(base, -1, 0);
+        tls_failed = 1;
+    }
     conn->deadline = evtimer_new(base, guard_on_deadline, conn);
     conn->linger = evtimer_new(base, guard_on_linger, conn);
     conn->kick = evtimer_new(base, guard_on_kick, conn);
@@ -372,10 +469,14 @@ static struct bufferevent *guard_new_connection(struct event_base *base, void *a
         return NULL;
     }
     evbuffer_add_cb(bufferevent_get_output(conn->filter), guard_on_output_added, conn);
+    if (tls_failed) {
+        conn->state = GUARD_REFUSED;
+        event_active(conn->linger, EV_TIMEOUT, 0);
+    }
     return conn->filter;
 }
 
-void http_guard_install(struct evhttp *http, const http_guard_limits *limits)
+void http_guard_install(struct evhttp *http, const http_guard_site *site)
 {
-    evhttp_set_bevcb(http, guard_new_connection, (void *)limits);
+    evhttp_set_bevcb(http, guard_new_connection, (void *)site);
 }

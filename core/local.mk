@@ -73,8 +73,9 @@ core_libsparkplane_core_la_SOURCES += \
 core_libsparkplane_core_la_CFLAGS += $(NGHTTP2_CFLAGS)
 core_libsparkplane_core_la_LIBADD += $(NGHTTP2_LIBS)
 
-# Spark Connect gateway: TLS listeners with ALPN h2.
-core_libsparkplane_core_la_SOURCES += core/gateway_tls.c core/gateway_tls.h
+# TLS listeners: the shared server side (REST and gateway), the gateway's ALPN h2.
+core_libsparkplane_core_la_SOURCES += core/tls_server.c core/tls_server.h \
+	core/gateway_tls.c core/gateway_tls.h
 core_libsparkplane_core_la_CFLAGS += $(LIBEVENT_OPENSSL_CFLAGS)
 core_libsparkplane_core_la_LIBADD += $(LIBEVENT_OPENSSL_LIBS)
 

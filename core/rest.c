@@ -10,18 +10,26 @@
  *
  * Limits: http_guard.c answers oversized headers (431), bodies (413) and
  * slow requests (408) before evhttp parses them.
+ *
+ * Listeners: server.listen on one evhttp, server.tls.listen (HTTPS) on a
+ * second one sharing the callback, so routes and limits are the same; the
+ * guard puts TLS (tls_server.h) under the HTTPS connections.  With
+ * server.tls.client_certificates: request, a client's certificate chain
+ * goes to the auth chain unverified (sp_auth_request.client_cert_pem).
  */
 #include "rest.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "auth_chain.h"
@@ -30,6 +38,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "principal.h"
+#include "tls_server.h"
 
 #define REST_MAX_ROUTES 128
 #define REST_MAX_PARAMS 8
@@ -45,11 +54,16 @@ typedef struct rest_route {
 typedef struct rest_listener {
     char *address;
     struct evhttp_bound_socket *handle;
+    int tls;                /* server.tls.listen: on `https`, else on `http` */
 } rest_listener;
 
 struct rest_server {
     daemon_state *daemon;
-    struct evhttp *http;
+    struct evhttp *http;            /* server.listen */
+    struct evhttp *https;           /* server.tls.listen: same callback, routes and limits */
+    SSL_CTX *tls_context;           /* for new HTTPS connections; NULL without HTTPS listeners */
+    http_guard_site plain_site;
+    http_guard_site tls_site;
     rest_route routes[REST_MAX_ROUTES];
     size_t route_count;
     rest_listener *listeners;
@@ -75,23 +89,40 @@ typedef struct rest_call {
 static void rest_on_request(struct evhttp_request *req, void *arg);
 static void rest_routes_handler(rest_request *request);
 
+/* One evhttp for plain listeners, one for HTTPS: the same callback, routes and limits. */
+static struct evhttp *rest_http_new(rest_server *server, const http_guard_site *site)
+{
+    struct evhttp *http = evhttp_new(server->daemon->base);
+    if (http == NULL)
+        return NULL;
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_OPTIONS);
+    evhttp_set_default_content_type(http, "application/json");
+    evhttp_set_gencb(http, rest_on_request, server);
+    http_guard_install(http, site);
+    return http;
+}
+
 rest_server *rest_server_new(daemon_state *daemon)
 {
     rest_server *server = calloc(1, sizeof(*server));
     if (server == NULL)
         return NULL;
     server->daemon = daemon;
-    server->http = evhttp_new(daemon->base);
-    if (server->http == NULL) {
+    server->plain_site.limits = &server->limits;
+    server->tls_site.limits = &server->limits;
+    server->tls_site.tls_context = &server->tls_context;
+    server->http = rest_http_new(server, &server->plain_site);
+    server->https = rest_http_new(server, &server->tls_site);
+    if (server->http == NULL || server->https == NULL) {
+        if (server->http != NULL)
+            evhttp_free(server->http);
+        if (server->https != NULL)
+            evhttp_free(server->https);
         free(server);
         return NULL;
     }
-    evhttp_set_allowed_methods(server->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                                 EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                                 EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
-    evhttp_set_default_content_type(server->http, "application/json");
-    evhttp_set_gencb(server->http, rest_on_request, server);
-    http_guard_install(server->http, &server->limits);
     rest_route_add(server, "GET", "/api/v1/routes", REST_READ, rest_routes_handler);
     return server;
 }
@@ -101,6 +132,8 @@ void rest_server_free(rest_server *server)
     if (server == NULL)
         return;
     evhttp_free(server->http);
+    evhttp_free(server->https);
+    tls_server_context_free(server->tls_context);
     for (size_t i = 0; i < server->route_count; i++) {
         free(server->routes[i].method);
         free(server->routes[i].pattern);
@@ -113,49 +146,175 @@ void rest_server_free(rest_server *server)
 
 /* ---- listeners ------------------------------------------------------- */
 
-static int rest_listener_index(const rest_server *server, const char *address)
+static struct evhttp *rest_http_for(const rest_server *server, int tls)
+{
+    return tls ? server->https : server->http;
+}
+
+/* The listener on `address`, or NULL. */
+static rest_listener *rest_listener_find(const rest_server *server, const char *address)
 {
     for (size_t i = 0; i < server->listener_count; i++)
         if (strcmp(server->listeners[i].address, address) == 0)
-            return (int)i;
-    return -1;
+            return &server->listeners[i];
+    return NULL;
 }
 
-static int rest_config_has(const config *cfg, const char *address)
+/* 1 when cfg lists address, with *tls saying whether in server.tls.listen. */
+static int rest_config_lists(const config *cfg, const char *address, int *tls)
 {
-    for (size_t i = 0; i < cfg->listen_count; i++)
-        if (strcmp(cfg->listen[i], address) == 0)
+    for (size_t i = 0; i < cfg->listen_count; i++) {
+        if (strcmp(cfg->listen[i], address) == 0) {
+            *tls = 0;
             return 1;
+        }
+    }
+    for (size_t i = 0; i < cfg->tls_listen_count; i++) {
+        if (strcmp(cfg->tls_listen[i], address) == 0) {
+            *tls = 1;
+            return 1;
+        }
+    }
     return 0;
 }
 
-/* Binds every address of cfg not bound yet; on failure unbinds those. */
-static int rest_bind_new(rest_server *server, const config *cfg, rest_listener *added,
-                         size_t *added_count, diag_list *problems)
+/* Binds the addresses of one list that no listener serves yet (moves come later). */
+static int rest_bind_list(rest_server *server, char *const *addresses, size_t count, int tls,
+                          rest_listener *added, size_t *added_count, diag_list *problems)
 {
-    for (size_t i = 0; i < cfg->listen_count; i++) {
-        const char *address = cfg->listen[i];
+    const char *key = tls ? "server.tls.listen" : "server.listen";
+    for (size_t i = 0; i < count; i++) {
+        const char *address = addresses[i];
         char host[256];
         int port;
-        if (rest_listener_index(server, address) >= 0)
+        if (rest_listener_find(server, address) != NULL)
             continue;
         if (config_split_listen(address, host, sizeof(host), &port) != 0) {
-            diag_add(problems, "server.listen: '%s' is not host:port", address);
+            diag_add(problems, "%s: '%s' is not host:port", key, address);
             return -1;
         }
         errno = 0;
         struct evhttp_bound_socket *h =
-            evhttp_bind_socket_with_handle(server->http, host, (ev_uint16_t)port);
+            evhttp_bind_socket_with_handle(rest_http_for(server, tls), host, (ev_uint16_t)port);
         if (h == NULL) {
-            diag_add(problems, "server.listen: cannot listen on %s: %s", address,
+            diag_add(problems, "%s: cannot listen on %s: %s", key, address,
                      errno ? strerror(errno) : "bind failed");
             return -1;
         }
         added[*added_count].address = strdup(address);
         added[*added_count].handle = h;
+        added[*added_count].tls = tls;
         (*added_count)++;
     }
     return 0;
+}
+
+/* Binds every address of cfg not bound yet; on failure the caller unbinds those. */
+static int rest_bind_new(rest_server *server, const config *cfg, rest_listener *added,
+                         size_t *added_count, diag_list *problems)
+{
+    if (rest_bind_list(server, cfg->listen, cfg->listen_count, 0, added, added_count, problems))
+        return -1;
+    return rest_bind_list(server, cfg->tls_listen, cfg->tls_listen_count, 1, added, added_count,
+                          problems);
+}
+
+/* ALPN: http/1.1 when the client offers it; otherwise none (the client falls back to it). */
+static int rest_tls_select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                                const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    for (unsigned int at = 0; at < inlen;) {
+        unsigned int len = in[at];
+        if (at + 1 + len > inlen)
+            break;
+        if (len == 8 && memcmp(in + at + 1, "http/1.1", 8) == 0) {
+            *out = in + at + 1;
+            *outlen = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        at += 1 + len;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* A new HTTPS context from server.tls (read again on every reload: rotation), or NULL. */
+static int rest_tls_load(const config *cfg, SSL_CTX **context, diag_list *problems)
+{
+    char message[1024];
+    tls_server_fault fault;
+    tls_server_settings settings = {
+        .certificate_path = cfg->tls_certificate,
+        .key_path = cfg->tls_key,
+        .session_context = "sparkplane-rest",
+        .request_client_certificates =
+            cfg->tls_client_certificates == CONFIG_CLIENT_CERTIFICATES_REQUEST,
+    };
+    *context = NULL;
+    if (cfg->tls_listen_count == 0)
+        return 0;
+    *context = tls_server_context_new(&settings, &fault, message, sizeof(message));
+    if (*context == NULL) {
+        diag_add(problems, "%s: %s",
+                 fault == TLS_SERVER_FAULT_KEY ? "server.tls.key" : "server.tls.certificate",
+                 message);
+        return -1;
+    }
+    SSL_CTX_set_alpn_select_cb(*context, rest_tls_select_alpn, NULL);
+    tls_server_context_describe(*context, message, sizeof(message));
+    log_msg(SP_LOG_INFO, "rest", "TLS certificate: %s", message);
+    return 0;
+}
+
+/*
+ * An address that moved between server.listen and server.tls.listen keeps
+ * its socket (a second bind would fail: it is still bound) and serves the
+ * other protocol to new connections.
+ */
+static int rest_listener_move(rest_server *server, rest_listener *listener)
+{
+    evutil_socket_t fd = dup(evhttp_bound_socket_get_fd(listener->handle));
+    if (fd < 0)
+        return -1;
+    evhttp_del_accept_socket(rest_http_for(server, listener->tls), listener->handle);
+    listener->tls = !listener->tls;
+    listener->handle = evhttp_accept_socket_with_handle(rest_http_for(server, listener->tls), fd);
+    if (listener->handle == NULL) {
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
+/* Keeps (or moves) the listeners cfg still lists, closes the others; returns the kept. */
+static size_t rest_keep_listeners(rest_server *server, const config *cfg, rest_listener *next)
+{
+    size_t next_count = 0;
+    for (size_t i = 0; i < server->listener_count; i++) {
+        rest_listener *listener = &server->listeners[i];
+        int tls = 0;
+        int listed = rest_config_lists(cfg, listener->address, &tls);
+        if (listed && tls == listener->tls) {
+            next[next_count++] = *listener;
+            continue;
+        }
+        if (listed && rest_listener_move(server, listener) == 0) {
+            log_msg(SP_LOG_INFO, "rest", "listener %s now serves %s", listener->address,
+                    tls ? "HTTPS" : "plain HTTP");
+            next[next_count++] = *listener;
+            continue;
+        }
+        if (listed)
+            log_msg(SP_LOG_ERROR, "rest", "cannot switch listener %s to %s: %s; closed",
+                    listener->address, tls ? "HTTPS" : "plain HTTP", strerror(errno));
+        else
+            log_msg(SP_LOG_INFO, "rest", "closing listener %s", listener->address);
+        if (listener->handle != NULL)
+            evhttp_del_accept_socket(rest_http_for(server, listener->tls), listener->handle);
+        free(listener->address);
+    }
+    return next_count;
 }
 
 /* The idle timeout of keep-alive connections (see rest_server_configure). */
@@ -166,39 +325,48 @@ static struct timeval rest_idle_timeout(const rest_server *server)
                             .tv_usec = (suseconds_t)(idle_ms % 1000) * 1000};
 }
 
+/* evhttp's own limits, on both instances (see rest_server_configure). */
+static void rest_apply_limits(rest_server *server, const config *cfg)
+{
+    struct evhttp *both[] = {server->http, server->https};
+    server->limits.max_header_bytes = (size_t)cfg->max_header_bytes;
+    server->limits.max_body_bytes = cfg->max_body_bytes;
+    server->limits.request_timeout_ms = cfg->request_timeout_ms;
+    struct timeval timeout = rest_idle_timeout(server);
+    for (size_t i = 0; i < 2; i++) {
+        evhttp_set_max_body_size(both[i], (ev_ssize_t)cfg->max_body_bytes);
+        evhttp_set_max_headers_size(both[i], (ev_ssize_t)cfg->max_header_bytes * 2);
+        evhttp_set_timeout_tv(both[i], &timeout);
+    }
+}
+
 int rest_server_configure(rest_server *server, const config *cfg, diag_list *problems)
 {
-    rest_listener *added = calloc(cfg->listen_count + 1, sizeof(*added));
+    size_t capacity = cfg->listen_count + cfg->tls_listen_count + 1;
+    rest_listener *added = calloc(capacity, sizeof(*added));
+    rest_listener *next = calloc(capacity, sizeof(*next));
+    SSL_CTX *tls_context = NULL;
     size_t added_count = 0;
-    if (added == NULL)
-        return -1;
+    if (added == NULL || next == NULL || rest_tls_load(cfg, &tls_context, problems) != 0)
+        goto fail;
     if (rest_bind_new(server, cfg, added, &added_count, problems) != 0) {
         for (size_t i = 0; i < added_count; i++) {
-            evhttp_del_accept_socket(server->http, added[i].handle);
+            evhttp_del_accept_socket(rest_http_for(server, added[i].tls), added[i].handle);
             free(added[i].address);
         }
-        free(added);
-        return -1;
+        goto fail;
     }
 
-    /* Keep listeners still configured, close the others, append the new. */
-    rest_listener *next = calloc(cfg->listen_count + 1, sizeof(*next));
-    size_t next_count = 0;
-    if (next == NULL) {
-        free(added);
-        return -1;
-    }
-    for (size_t i = 0; i < server->listener_count; i++) {
-        if (rest_config_has(cfg, server->listeners[i].address)) {
-            next[next_count++] = server->listeners[i];
-        } else {
-            log_msg(SP_LOG_INFO, "rest", "closing listener %s", server->listeners[i].address);
-            evhttp_del_accept_socket(server->http, server->listeners[i].handle);
-            free(server->listeners[i].address);
-        }
-    }
+    /*
+     * The new context serves new HTTPS connections from here on (open ones
+     * keep theirs); HTTPS listeners exist only while there is a context.
+     */
+    tls_server_context_free(server->tls_context);
+    server->tls_context = tls_context;
+    size_t next_count = rest_keep_listeners(server, cfg, next);
     for (size_t i = 0; i < added_count; i++) {
-        log_msg(SP_LOG_INFO, "rest", "listening on %s", added[i].address);
+        log_msg(SP_LOG_INFO, "rest", "listening on %s%s", added[i].address,
+                added[i].tls ? " (HTTPS)" : "");
         next[next_count++] = added[i];
     }
     free(added);
@@ -211,20 +379,20 @@ int rest_server_configure(rest_server *server, const config *cfg, diag_list *pro
      * backstop (chunked bodies) and close idle keep-alive connections a
      * little after the guard's deadline.
      */
-    server->limits.max_header_bytes = (size_t)cfg->max_header_bytes;
-    server->limits.max_body_bytes = cfg->max_body_bytes;
-    server->limits.request_timeout_ms = cfg->request_timeout_ms;
-    evhttp_set_max_body_size(server->http, (ev_ssize_t)cfg->max_body_bytes);
-    evhttp_set_max_headers_size(server->http, (ev_ssize_t)cfg->max_header_bytes * 2);
-    struct timeval timeout = rest_idle_timeout(server);
-    evhttp_set_timeout_tv(server->http, &timeout);
+    rest_apply_limits(server, cfg);
     return 0;
+fail:
+    tls_server_context_free(tls_context);
+    free(added);
+    free(next);
+    return -1;
 }
 
 void rest_server_close_listeners(rest_server *server)
 {
     for (size_t i = 0; i < server->listener_count; i++) {
-        evhttp_del_accept_socket(server->http, server->listeners[i].handle);
+        evhttp_del_accept_socket(rest_http_for(server, server->listeners[i].tls),
+                                 server->listeners[i].handle);
         free(server->listeners[i].address);
     }
     server->listener_count = 0;
@@ -630,6 +798,15 @@ void rest_reply_stream_end(rest_request *request)
 
 /* ---- dispatch -------------------------------------------------------- */
 
+/* The chain an HTTPS client presented (tls_server_peer_chain_pem), or NULL. */
+static char *rest_client_chain_pem(struct evhttp_connection *conn)
+{
+    /* evhttp's bufferevent is the guard's filter; TLS, if any, is right under it. */
+    struct bufferevent *filter = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    struct bufferevent *below = filter ? bufferevent_get_underlying(filter) : NULL;
+    return tls_server_peer_chain_pem(below ? bufferevent_openssl_get_ssl(below) : NULL);
+}
+
 static int rest_authenticate(rest_call *call)
 {
     daemon_state *daemon = call->server->daemon;
@@ -643,16 +820,19 @@ static int rest_authenticate(rest_call *call)
         evhttp_connection_get_peer(conn, (char **)&peer_host, &peer_port);
         snprintf(peer, sizeof(peer), "%s:%u", peer_host ? peer_host : "?", peer_port);
     }
+    char *client_chain = rest_client_chain_pem(conn);
     sp_auth_request auth = {
         .size = sizeof(auth),
         .transport = SP_AUTH_REST,
         .authorization = evhttp_find_header(
             evhttp_request_get_input_headers(call->request.http), "Authorization"),
         .peer_address = peer,
+        .client_cert_pem = client_chain,
     };
     int status = auth_chain_authenticate(daemon->plugins, daemon->cfg->auth_chain,
                                          daemon->cfg->auth_chain_count, &auth,
                                          &call->principal, err, sizeof(err));
+    free(client_chain);
     if (status == SP_OK) {
         call->request.principal = &call->principal;
         return 0;

@@ -38,11 +38,11 @@ if ENABLE_FUZZ
 FUZZER_COMPILE_FLAGS = $(AM_CFLAGS) $(YAML_CFLAGS) -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined
 FUZZER_LINK_FLAGS = -fsanitize=fuzzer,address,undefined
-# config.c checks gateway.tls certificate/key files with gateway_tls.c (OpenSSL); registry
+# config.c checks server.tls/gateway.tls certificate/key files with tls_server.c (OpenSSL); registry
 # entries carry jansson objects (a provisioned cluster's session settings).
 fuzz_config_sources = core/config.c core/config_provisioning.c core/yaml_tree.c core/units.c \
 	core/diag.c core/log.c core/plugin_options.c core/gateway_route.c core/cluster_registry.c \
-	core/gateway_tls.c
+	core/tls_server.c
 check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units tests/fuzz/fuzz_job_spec
 
 tests_fuzz_fuzz_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c $(fuzz_config_sources)

@@ -23,6 +23,7 @@ EXTRA_DIST += \
 	tests/integration/spark_apps/sleep_in_udf.py \
 	tests/integration/test_auth.py \
 	tests/integration/test_auth_jwt.py \
+	tests/integration/test_auth_mtls.py \
 	tests/integration/test_cli.py \
 	tests/integration/test_clusters_api.py \
 	tests/integration/test_clusters_spark.py \
@@ -42,5 +43,6 @@ EXTRA_DIST += \
 	tests/integration/test_lifecycle.py \
 	tests/integration/test_limits.py \
 	tests/integration/test_reload.py \
+	tests/integration/test_rest_tls.py \
 	tests/integration/test_system.py
 # make check builds `all` (sparkplaned, the plugins) before it runs any test.

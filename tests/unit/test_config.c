@@ -251,7 +251,7 @@ static void test_every_problem_is_collected(void)
                           "250ms, 30s, 5m, 2h or 7d, got '-1s'"));
     CU_ASSERT(has_problem("t.yaml:7:3: server.port: unknown key 'port' in server; known keys: "
                           "listen, max_body_size, max_header_size, request_timeout, "
-                          "drain_timeout"));
+                          "drain_timeout, tls"));
     CU_ASSERT(has_problem("t.yaml:9:10: log.level: expected one of error, warn, info, debug, "
                           "got 'verbose'"));
     CU_ASSERT(has_problem("t.yaml:10:11: log.format: expected a non-empty string, got a "
@@ -597,6 +597,52 @@ static void test_gateway_problems(void)
                           "authority pattern '{team}-{env}.{domain}' uses {domain}"));
     load_text_fails("gateway: on\n");
     CU_ASSERT(has_problem("t.yaml:1:10: gateway: expected a mapping, got 'on'"));
+}
+
+/* server.tls and gateway.tls.client_certificates; the files are checked by test_rest_tls.py. */
+static void test_tls_sections(void)
+{
+    config *cfg = load_text("# nothing set\n");
+    CU_ASSERT_EQUAL(cfg->tls_listen_count, 0);
+    CU_ASSERT_EQUAL(cfg->tls_client_certificates, CONFIG_CLIENT_CERTIFICATES_NONE);
+    CU_ASSERT_EQUAL(cfg->gateway_tls_client_certificates, CONFIG_CLIENT_CERTIFICATES_NONE);
+    config_free(cfg);
+
+    /* without tls.listen the files are not required and not read */
+    cfg = load_text("server:\n  tls: {client_certificates: request, certificate: c.pem}\n"
+                    "gateway:\n  tls: {client_certificates: request}\n");
+    CU_ASSERT_EQUAL(cfg->tls_client_certificates, CONFIG_CLIENT_CERTIFICATES_REQUEST);
+    CU_ASSERT_EQUAL(cfg->gateway_tls_client_certificates, CONFIG_CLIENT_CERTIFICATES_REQUEST);
+    CU_ASSERT_PTR_NOT_NULL(strstr(cfg->tls_certificate, "c.pem"));
+    config_free(cfg);
+
+    load_text_fails("server:\n"                                     /* 1 */
+                    "  listen: ['127.0.0.1:8080']\n"                /* 2 */
+                    "  tls:\n"                                      /* 3 */
+                    "    listen: ['127.0.0.1:8443', 'nowhere']\n"   /* 4 */
+                    "    client_certificates: require\n"            /* 5 */
+                    "    ciphers: all\n");                          /* 6 */
+    CU_ASSERT(has_problem("t.yaml:4:32: server.tls.listen[1]: 'nowhere' is not host:port with a "
+                          "port from 1 to 65535 (write IPv6 as [::1]:8080)"));
+    CU_ASSERT(has_problem("t.yaml:5:26: server.tls.client_certificates: expected one of none, "
+                          "request, got 'require'"));
+    CU_ASSERT(has_problem("t.yaml:6:5: server.tls.ciphers: unknown key 'ciphers' in server.tls; "
+                          "known keys: listen, certificate, key, client_certificates"));
+    CU_ASSERT(has_problem("t.yaml:4:5: server.tls.certificate: required: server.tls.listen is "
+                          "set"));
+    CU_ASSERT(has_problem("t.yaml:4:5: server.tls.key: required: server.tls.listen is set"));
+    CU_ASSERT_EQUAL(problems.count, 5);
+
+    /* the default server.listen counts too */
+    load_text_fails("server:\n  tls:\n    listen: ['127.0.0.1:8080']\n");
+    CU_ASSERT(has_problem("t.yaml:3:14: server.tls.listen[0]: '127.0.0.1:8080' is in "
+                          "server.listen too: a port serves HTTP or TLS, not both"));
+
+    load_text_fails("server:\n  tls:\n    listen: ['127.0.0.1:8443']\n"
+                    "    certificate: /no/such/chain.pem\n    key: /no/such/key.pem\n");
+    CU_ASSERT(has_problem("t.yaml:4:18: server.tls.certificate: cannot read /no/such/chain.pem: "
+                          "No such file or directory"));
+    CU_ASSERT_EQUAL(problems.count, 1);
 }
 
 static void test_clusters(void)
@@ -1061,6 +1107,7 @@ static const unit_test_case cases[] = {
     {"diag_list grows", test_many_diagnostics},
     {"gateway defaults and values", test_gateway_defaults_and_values},
     {"gateway problems", test_gateway_problems},
+    {"server.tls and client_certificates", test_tls_sections},
     {"static clusters", test_clusters},
     {"cluster problems", test_cluster_problems},
     {"provisioning defaults", test_provisioning_defaults},

@@ -37,7 +37,10 @@ typedef struct sp_auth_request {
     sp_auth_transport transport;
     const char *authorization;      /* the Authorization header, or NULL */
     const char *peer_address;       /* "127.0.0.1:51234" */
-    const char *client_cert_pem;    /* verified TLS client certificate, or NULL */
+    const char *client_cert_pem;    /* the certificate chain the client presented on a TLS
+                                     * listener with client_certificates: request, PEM, leaf
+                                     * first, NOT verified by the host (a provider verifies
+                                     * it against its own trust anchors), or NULL */
 } sp_auth_request;
 
 /* Who the caller is.  The host zeroes it and sets `size` before the call. */
