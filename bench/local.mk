@@ -4,6 +4,8 @@
 EXTRA_DIST += bench/run.sh bench/common.sh bench/README.md
 # bench/jobs.sh - the jobs API (submits, reads, 1M-job store) on backend_sim.
 EXTRA_DIST += bench/jobs.sh bench/jobs.lua bench/jobs_list.lua bench/jobs_bulk.py
+# bench/auth.sh - static token vs JWT (cache warm, cold per algorithm) vs mTLS through nginx.
+EXTRA_DIST += bench/auth.sh bench/auth_tokens.py
 # bench/gateway.sh - the Spark Connect gateway vs direct vs nghttpx; the upstream
 # (gateway_echo.c) is compiled by the script into a temporary directory, not by make.
 EXTRA_DIST += bench/gateway.sh bench/gateway_echo.c bench/gateway_idle.py

@@ -638,7 +638,8 @@ void rest_note_denial(rest_request *request, audit_reason reason, const char *me
 {
     rest_call *call = (rest_call *)request;
     call->denial = reason;
-    snprintf(call->denial_message, sizeof(call->denial_message), "%s", message ? message : "");
+    snprintf(call->denial_message, sizeof(call->denial_message), "%.*s",
+             (int)sizeof(call->denial_message) - 1, message ? message : "");
 }
 
 void rest_reply_error(rest_request *request, int status, const char *code, const char *message,

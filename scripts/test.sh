@@ -24,6 +24,8 @@
 #                   DESTDIR binary), where systemd-analyze exists
 #   bench           bench/run.sh --quick on the plain build (prints ratios only)
 #   bench-jobs      bench/jobs.sh --quick (the jobs API, ratios only)
+#   bench-auth      bench/auth.sh --quick (static token vs JWT, cache warm and cold, per
+#                   algorithm, and mTLS; ratios only)
 #   bench-gateway   bench/gateway.sh --quick (the Spark Connect gateway vs direct and nghttpx)
 #   bench-clusters  bench/clusters.sh --quick (real Spark clusters: POST to first query, cold
 #                   vs hot, and a first query through the gateway vs direct)
@@ -343,6 +345,10 @@ bench_jobs_quick() {
     bash "$ROOT/bench/jobs.sh" --quick --build "$PLAIN_BUILD"
 }
 
+bench_auth_quick() {
+    bash "$ROOT/bench/auth.sh" --quick --build "$PLAIN_BUILD"
+}
+
 bench_gateway_quick() {
     bash "$ROOT/bench/gateway.sh" --quick --build "$PLAIN_BUILD"
 }
@@ -414,6 +420,7 @@ main() {
         blocked default-config plain-build
         blocked bench plain-build
         blocked bench-jobs plain-build
+        blocked bench-auth plain-build
         blocked bench-gateway plain-build
         blocked bench-clusters plain-build
         blocked distcheck plain-build
@@ -433,6 +440,7 @@ main() {
         step default-config default_config
         step bench bench_quick
         step bench-jobs bench_jobs_quick
+        step bench-auth bench_auth_quick
         step bench-gateway bench_gateway_quick
         step bench-clusters bench_clusters_quick
         step distcheck distcheck

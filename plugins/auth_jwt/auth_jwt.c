@@ -17,8 +17,14 @@
  * algorithm policy (jwt_verify.c), the key (kid, kty/crv fit the alg),
  * the signature, then the claims and the group map (jwt_claims.c).  No
  * message repeats the token or a claim from it.
+ *
+ * Before all that, a token that passed every check recently answers from
+ * the verified-token cache (jwt_cache.c): same token string, same
+ * principal, while its exp + leeway and one jwks_refresh period allow.
+ * A new JWKS document flushes the cache; refusals are never cached.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +33,7 @@
 
 #include <sparkplane/sparkplane.h>
 
+#include "jwt_cache.h"
 #include "jwt_claims.h"
 #include "jwt_jwks.h"
 #include "jwt_verify.h"
@@ -35,6 +42,8 @@
 #define AUTH_JWT_DECISIONS      "sparkplane_auth_jwt_decisions_total"
 #define AUTH_JWT_REFRESHES      "sparkplane_auth_jwt_jwks_refreshes_total"
 #define AUTH_JWT_KEYS           "sparkplane_auth_jwt_jwks_keys"
+#define AUTH_JWT_CACHE_LOOKUPS  "sparkplane_auth_jwt_cache_lookups_total"
+#define AUTH_JWT_CACHE_ENTRIES  "sparkplane_auth_jwt_cache_entries"
 #define AUTH_JWT_JWKS_MAX_BYTES ((size_t)1024 * 1024)
 #define AUTH_JWT_JWKS_FILE_MAX  ((long)1024 * 1024)
 
@@ -42,6 +51,7 @@ typedef struct auth_jwt_metrics {
     sp_metric *ok, *invalid, *defer;
     sp_metric *refresh_ok, *refresh_error;
     sp_metric *keys;
+    sp_metric *cache_hit, *cache_miss, *cache_entries;
 } auth_jwt_metrics;
 
 typedef struct auth_jwt_state {
@@ -58,6 +68,8 @@ typedef struct auth_jwt_state {
     sp_http_call *fetch;          /* the JWKS request in flight */
     uint64_t last_kid_refresh_ms; /* when an unknown kid last started a refresh */
     int kid_refreshed;
+    jwt_cache cache;                                /* verified tokens; capacity 0 when off */
+    unsigned char jwks_digest[JWT_CACHE_KEY_BYTES]; /* SHA-256 of the JWKS document in force */
     auth_jwt_metrics metrics;
 } auth_jwt_state;
 
@@ -78,6 +90,7 @@ static const sp_option_spec auth_jwt_options[] = {
     {"groups_claim", SP_OPTION_STRING, "groups", 0, "claim holding the caller's groups"},
     {"group_map", SP_OPTION_STRING_LIST, NULL, 1,
      "'group=team:role' entries (role admin, member or viewer)"},
+    {"cache_size", SP_OPTION_INT, "1024", 0, "verified tokens remembered (0 turns the cache off)"},
     {NULL, 0, NULL, 0, NULL}};
 
 static uint64_t auth_jwt_now_ms(void)
@@ -93,6 +106,61 @@ static void auth_jwt_count(auth_jwt_state *state, sp_metric *metric, double valu
         state->ctx->host->metric_add(metric, value);
 }
 
+/* ---- the verified-token cache --------------------------------------------- */
+
+static void auth_jwt_cache_count(auth_jwt_state *state)
+{
+    if (state->metrics.cache_entries != NULL)
+        state->ctx->host->metric_set(state->metrics.cache_entries, (double)state->cache.used);
+}
+
+/*
+ * A new JWKS document: when it differs from the one in force, every cached
+ * answer is forgotten, so a key removed by the provider stops working at
+ * once instead of when its tokens' entries expire.
+ */
+static void auth_jwt_cache_flush_if_changed(auth_jwt_state *state, const char *json, size_t len)
+{
+    unsigned char digest[JWT_CACHE_KEY_BYTES];
+
+    jwt_cache_key(json, len, digest);
+    if (memcmp(digest, state->jwks_digest, sizeof(digest)) == 0)
+        return;
+    memcpy(state->jwks_digest, digest, sizeof(digest));
+    if (state->cache.used > 0)
+        state->ctx->host->log(state->ctx, SP_LOG_INFO,
+                              "the key set changed: %zu cached tokens forgotten",
+                              state->cache.used);
+    jwt_cache_flush(&state->cache);
+    auth_jwt_cache_count(state);
+}
+
+/* A NumericDate claim of a verified token, or `absent` when it has none. */
+static double auth_jwt_claim_time(const json_t *claims, const char *name, double absent)
+{
+    const json_t *value = json_object_get(claims, name);
+    return json_is_number(value) ? json_number_value(value) : absent;
+}
+
+/*
+ * Remembers a token that just passed every check.  Its entry answers while
+ * the claims checks would still pass at that time (from max(nbf, iat) -
+ * leeway, until exp + leeway) and no longer than one jwks_refresh period.
+ */
+static void auth_jwt_cache_store(auth_jwt_state *state, const unsigned char *key,
+                                 const json_t *claims, const sp_principal *principal, double now)
+{
+    double leeway = (double)state->rules.leeway_seconds;
+    double nbf = auth_jwt_claim_time(claims, "nbf", -HUGE_VAL);
+    double iat = auth_jwt_claim_time(claims, "iat", -HUGE_VAL);
+    double until = auth_jwt_claim_time(claims, "exp", -HUGE_VAL) + leeway;
+    double refresh_end = now + (double)state->refresh_ms / 1000.0;
+
+    jwt_cache_store(&state->cache, key, principal, (nbf > iat ? nbf : iat) - leeway,
+                    until < refresh_end ? until : refresh_end);
+    auth_jwt_cache_count(state);
+}
+
 /* ---- the key set -------------------------------------------------------- */
 
 /* Replaces the keys in force with a new set parsed from `json`. */
@@ -104,6 +172,7 @@ static int auth_jwt_install_keys(auth_jwt_state *state, const char *json, size_t
 
     if (jwt_keyset_parse(json, len, &keys, err, err_size) != 0)
         return -1;
+    auth_jwt_cache_flush_if_changed(state, json, len);
     jwt_keyset_clear(&state->keys);
     state->keys = keys;
     if (state->metrics.keys != NULL)
@@ -312,9 +381,9 @@ static int auth_jwt_choose_key(auth_jwt_state *state, const jwt_token *token, co
     return SP_OK;
 }
 
-/* Every check after "it is a JWS"; SP_OK with principal filled, or SP_INVALID. */
-static int auth_jwt_verify(auth_jwt_state *state, jwt_token *token, sp_principal *principal,
-                           char *err, size_t err_size)
+/* Every check after "it is a JWS" at time now; SP_OK with principal filled, or SP_INVALID. */
+static int auth_jwt_verify(auth_jwt_state *state, jwt_token *token, time_t now,
+                           sp_principal *principal, char *err, size_t err_size)
 {
     const jwt_key *key;
     int rc;
@@ -332,7 +401,7 @@ static int auth_jwt_verify(auth_jwt_state *state, jwt_token *token, sp_principal
         return SP_INVALID;
     }
     if (jwt_token_decode_claims(token, err, err_size) != 0 ||
-        jwt_claims_check(token->claims, &state->rules, time(NULL), err, err_size) != 0 ||
+        jwt_claims_check(token->claims, &state->rules, now, err, err_size) != 0 ||
         jwt_principal_fill(token->claims, &state->rules, &state->group_map, principal, err,
                            err_size) != 0)
         return SP_INVALID;
@@ -344,26 +413,45 @@ static int auth_jwt_authenticate(void *provider, const sp_auth_request *request,
 {
     auth_jwt_state *state = provider;
     const char *text = NULL;
+    unsigned char key[JWT_CACHE_KEY_BYTES];
+    int cached = state->cache.capacity > 0;
+    time_t now = time(NULL);
     jwt_token token;
     size_t len = 0;
     int rc;
 
     if (SP_HAS_FIELD(request, sp_auth_request, authorization) && request->authorization != NULL)
         text = auth_jwt_bearer(request->authorization, &len);
-    if (text == NULL || !SP_HAS_FIELD(principal, sp_principal, teams) ||
-        jwt_token_split(text, len, &token) != 0) {
-        auth_jwt_count(state, state->metrics.defer, 1);
-        return SP_DEFER;
+    if (text == NULL || !SP_HAS_FIELD(principal, sp_principal, teams))
+        goto defer;
+    /* A hit skips even the split: only tokens that passed every check are stored. */
+    if (cached && len <= JWT_TOKEN_MAX) {
+        jwt_cache_key(text, len, key);
+        if (jwt_cache_lookup(&state->cache, key, (double)now, principal)) {
+            auth_jwt_count(state, state->metrics.cache_hit, 1);
+            auth_jwt_count(state, state->metrics.ok, 1);
+            return SP_OK;
+        }
+        auth_jwt_cache_count(state); /* a miss may have dropped an expired entry */
     }
+    if (jwt_token_split(text, len, &token) != 0)
+        goto defer;
     if (len > JWT_TOKEN_MAX) {
         snprintf(err, err_size, "token refused: longer than %d bytes", JWT_TOKEN_MAX);
         rc = SP_INVALID;
     } else {
-        rc = auth_jwt_verify(state, &token, principal, err, err_size);
+        if (cached)
+            auth_jwt_count(state, state->metrics.cache_miss, 1);
+        rc = auth_jwt_verify(state, &token, now, principal, err, err_size);
+        if (rc == SP_OK && cached)
+            auth_jwt_cache_store(state, key, token.claims, principal, (double)now);
     }
     jwt_token_clear(&token);
     auth_jwt_count(state, rc == SP_OK ? state->metrics.ok : state->metrics.invalid, 1);
     return rc;
+defer:
+    auth_jwt_count(state, state->metrics.defer, 1);
+    return SP_DEFER;
 }
 
 static const sp_auth_ops auth_jwt_ops = {
@@ -488,13 +576,29 @@ static int auth_jwt_read_durations(auth_jwt_state *state, char *err, size_t err_
     return 0;
 }
 
+static int auth_jwt_read_cache_size(auth_jwt_state *state, char *err, size_t err_size)
+{
+    int64_t size = state->ctx->host->option_int(state->ctx, "cache_size");
+
+    if (size < 0 || size > JWT_CACHE_MAX) {
+        snprintf(err, err_size, "cache_size: must be 0 (off) to %d", JWT_CACHE_MAX);
+        return -1;
+    }
+    if (jwt_cache_init(&state->cache, (size_t)size) != 0) {
+        snprintf(err, err_size, "cache_size: out of memory for %lld entries", (long long)size);
+        return -1;
+    }
+    return 0;
+}
+
 static int auth_jwt_read_options(auth_jwt_state *state, char *err, size_t err_size)
 {
     if (auth_jwt_read_strings(state, err, err_size) != 0 ||
         auth_jwt_check_source(state, err, err_size) != 0 ||
         auth_jwt_read_algorithms(state, err, err_size) != 0 ||
         auth_jwt_read_group_map(state, err, err_size) != 0 ||
-        auth_jwt_read_durations(state, err, err_size) != 0)
+        auth_jwt_read_durations(state, err, err_size) != 0 ||
+        auth_jwt_read_cache_size(state, err, err_size) != 0)
         return -1;
     state->rules.issuer = state->issuer;
     state->rules.audience = state->audience;
@@ -511,6 +615,7 @@ static void auth_jwt_register_metrics(auth_jwt_state *state)
     sp_plugin_context *ctx = state->ctx;
     const char *decisions = "auth_jwt decisions by result";
     const char *refreshes = "auth_jwt JWKS loads and fetches by result";
+    const char *lookups = "auth_jwt verified-token cache lookups by result";
 
     state->metrics.ok = host->metric_register(ctx, SP_METRIC_COUNTER, AUTH_JWT_DECISIONS, decisions,
                                               "result=\"ok\"");
@@ -524,6 +629,14 @@ static void auth_jwt_register_metrics(auth_jwt_state *state)
                                                          refreshes, "result=\"error\"");
     state->metrics.keys = host->metric_register(ctx, SP_METRIC_GAUGE, AUTH_JWT_KEYS,
                                                 "auth_jwt signing keys in force", NULL);
+    if (state->cache.capacity == 0)
+        return;
+    state->metrics.cache_hit = host->metric_register(ctx, SP_METRIC_COUNTER, AUTH_JWT_CACHE_LOOKUPS,
+                                                     lookups, "result=\"hit\"");
+    state->metrics.cache_miss = host->metric_register(
+        ctx, SP_METRIC_COUNTER, AUTH_JWT_CACHE_LOOKUPS, lookups, "result=\"miss\"");
+    state->metrics.cache_entries = host->metric_register(
+        ctx, SP_METRIC_GAUGE, AUTH_JWT_CACHE_ENTRIES, "auth_jwt verified tokens cached", NULL);
 }
 
 static void auth_jwt_state_free(auth_jwt_state *state)
@@ -540,6 +653,7 @@ static void auth_jwt_state_free(auth_jwt_state *state)
     if (state->fetch != NULL)
         host->http_cancel(state->fetch);
     jwt_keyset_clear(&state->keys);
+    jwt_cache_free(&state->cache);
     jwt_group_map_clear(&state->group_map);
     free(state->jwks_file);
     free(state->jwks_url);
@@ -590,10 +704,12 @@ static int auth_jwt_init(sp_plugin_context *ctx, char *err, size_t err_size)
     if (state->refresh_timer == NULL)
         host->log(ctx, SP_LOG_WARN, "no refresh timer: the JWKS will not be refreshed");
     ctx->user_data = state;
-    host->log(ctx, SP_LOG_INFO, "issuer %s, audience %s, keys from %s (refresh every %llu ms)",
+    host->log(ctx, SP_LOG_INFO,
+              "issuer %s, audience %s, keys from %s (refresh every %llu ms), "
+              "cache of %zu verified tokens",
               state->issuer, state->audience,
               state->jwks_url != NULL ? state->jwks_url : state->jwks_file,
-              (unsigned long long)state->refresh_ms);
+              (unsigned long long)state->refresh_ms, state->cache.capacity);
     return SP_OK;
 fail:
     auth_jwt_state_free(state);

@@ -4,6 +4,7 @@
 # (tests/unit/mock_host.c), not the daemon.
 plugin_LTLIBRARIES += plugins/auth_jwt/auth_jwt.la
 plugins_auth_jwt_auth_jwt_la_SOURCES = plugins/auth_jwt/auth_jwt.c \
+	plugins/auth_jwt/jwt_cache.c plugins/auth_jwt/jwt_cache.h \
 	plugins/auth_jwt/jwt_claims.c plugins/auth_jwt/jwt_claims.h \
 	plugins/auth_jwt/jwt_jwks.c plugins/auth_jwt/jwt_jwks.h \
 	plugins/auth_jwt/jwt_verify.c plugins/auth_jwt/jwt_verify.h

@@ -29,6 +29,10 @@
 
 #define PLUGIN_PATH TEST_BUILDDIR "/plugins/auth_jwt/.libs/auth_jwt.so"
 #define DECISIONS   "sparkplane_auth_jwt_decisions_total"
+#define LOOKUPS     "sparkplane_auth_jwt_cache_lookups_total"
+#define ENTRIES     "sparkplane_auth_jwt_cache_entries"
+#define HITS        "result=\"hit\""
+#define MISSES      "result=\"miss\""
 #define REFRESHES   "sparkplane_auth_jwt_jwks_refreshes_total"
 #define ISSUER      "https://idp.example.test/oauth2/default"
 #define AUDIENCE    "sparkplane"
@@ -887,6 +891,225 @@ static void test_token_without_kid(void)
     fixture_close(&f);
 }
 
+/* ---- the verified-token cache ------------------------------------------------ */
+
+/*
+ * The plugin reads the wall clock (time()), as exp does; these tests make
+ * tokens that expire a second or two ahead and wait for the clock to get
+ * there.  The wait is not the assertion: what is asserted is the answer
+ * after it.
+ */
+static void wait_until(time_t when)
+{
+    while (time(NULL) < when)
+        usleep(20000);
+}
+
+static void expect_same_principal(const sp_principal *a, const sp_principal *b)
+{
+    CU_ASSERT_STRING_EQUAL(a->subject, b->subject);
+    CU_ASSERT_STRING_EQUAL(a->role, b->role);
+    CU_ASSERT_EQUAL_FATAL(a->team_count, b->team_count);
+    for (uint32_t i = 0; i < a->team_count; i++)
+        CU_ASSERT_STRING_EQUAL(a->teams[i], b->teams[i]);
+    CU_ASSERT_EQUAL(a->size, sizeof(*a));
+}
+
+static void test_cache_hit(void)
+{
+    fixture f;
+    sp_principal first, again;
+    fixture_open(&f);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    char *token = test_token("ES256", "ec-1", KEY_EC, test_claims());
+
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &first), SP_OK);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, MISSES), 1);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), 0);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, ENTRIES, NULL), 1);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &again), SP_OK);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), 1);
+    CU_ASSERT_STRING_EQUAL(again.subject, "00u1abcd");
+    expect_same_principal(&first, &again);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, DECISIONS, "result=\"ok\""), 2);
+
+    /* The same token with its signature changed is another key: verified, and refused. */
+    char *tampered = strdup(token);
+    char *last = tampered + strlen(tampered) - 2;
+    *last = *last == 'A' ? 'B' : 'A';
+    expect_refused(&f, tampered, "bad signature");
+
+    /* Refusals are not cached: the same bad token twice is verified twice. */
+    json_int_t now = (json_int_t)time(NULL);
+    expect_refused(&f,
+                   test_token("ES256", "ec-1", KEY_EC, claims_with("exp", json_integer(now - 600))),
+                   "expired");
+    expect_refused(&f,
+                   test_token("ES256", "ec-1", KEY_EC, claims_with("exp", json_integer(now - 600))),
+                   "expired");
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, MISSES), 4);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, ENTRIES, NULL), 1);
+
+    /* A static token (not a JWS) still defers, cache or not. */
+    CU_ASSERT_EQUAL(fixture_auth_header(&f, "Bearer sp-static-token-0123456789", &again), SP_DEFER);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, MISSES), 4);
+    free(token);
+    fixture_close(&f);
+}
+
+static void test_cache_stops_at_exp(void)
+{
+    fixture f;
+    sp_principal p;
+    fixture_open(&f);
+    mock_host_set_option(f.host, "leeway", "0s");
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    json_int_t exp = (json_int_t)time(NULL) + 2;
+    char *token = test_token("EdDSA", "ed-1", KEY_ED, claims_with("exp", json_integer(exp)));
+
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_OK);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_OK);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), 1);
+    wait_until((time_t)exp);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(f.err, "expired (claim exp)"));
+    CU_ASSERT_STRING_EQUAL(p.subject, "");
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), 1);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, ENTRIES, NULL), 0);
+    free(token);
+    fixture_close(&f);
+}
+
+/* An entry lives at most one jwks_refresh period, even when exp is far away. */
+static void test_cache_bounded_by_refresh_period(void)
+{
+    fixture f;
+    sp_principal p;
+    fixture_open(&f);
+    mock_host_set_option(f.host, "jwks_refresh", "1s");
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    char *token = test_token("EdDSA", "ed-1", KEY_ED, test_claims()); /* exp in 5 minutes */
+    time_t stored = time(NULL);
+
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_OK);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_OK);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), 1);
+    wait_until(stored + 2);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_OK);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), 1);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, MISSES), 2);
+    free(token);
+    fixture_close(&f);
+}
+
+static void test_cache_flushed_when_keys_change(void)
+{
+    fixture f;
+    sp_principal p;
+    char *jwks;
+    fixture_open(&f);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    char *token = test_token("RS256", "rsa-1", KEY_RSA, test_claims());
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_OK);
+
+    /* The same document read again: the cache stays. */
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, REFRESHES, "result=\"ok\""), 2);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_OK);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), 1);
+
+    /* rsa-1 removed from the file: its cached token stops working at the next read. */
+    jwks = jwks_of(KEY_EC, "ec-1", KEY_ED, "ed-1");
+    fixture_write_jwks(&f, jwks);
+    free(jwks);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_TRUE(mock_host_logged(f.host, SP_LOG_INFO, "1 cached tokens forgotten"));
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, ENTRIES, NULL), 0);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &p), SP_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(f.err, "unknown signing key"));
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), 1);
+    free(token);
+    fixture_close(&f);
+}
+
+static void test_cache_size_zero(void)
+{
+    fixture f;
+    sp_principal first, again;
+    fixture_open(&f);
+    mock_host_set_option(f.host, "cache_size", "0");
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    CU_ASSERT_TRUE(mock_host_logged(f.host, SP_LOG_INFO, "cache of 0 verified tokens"));
+    char *token = test_token("ES256", "ec-1", KEY_EC, test_claims());
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &first), SP_OK);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &again), SP_OK);
+    expect_same_principal(&first, &again);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, DECISIONS, "result=\"ok\""), 2);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, HITS), -1); /* not registered */
+
+    /* Every request is verified: a removed key stops the token at the next read too. */
+    char *jwks = jwks_of(KEY_RSA, "rsa-1", KEY_COUNT, NULL);
+    fixture_write_jwks(&f, jwks);
+    free(jwks);
+    mock_host_fire_timers(f.host);
+    CU_ASSERT_EQUAL(fixture_auth(&f, token, &again), SP_INVALID);
+    free(token);
+    fixture_close(&f);
+
+    check_bad_option("cache_size", "-1", "cache_size: must be 0 (off) to 65536");
+    check_bad_option("cache_size", "65537", "cache_size: must be 0 (off) to 65536");
+}
+
+/* Token n of the eviction test: a distinct jti, so a distinct token string. */
+static char *numbered_token(int n)
+{
+    return test_token("EdDSA", "ed-1", KEY_ED, claims_with("jti", json_integer(n)));
+}
+
+static int cache_hits(fixture *f)
+{
+    return (int)mock_host_metric_value(f->host, LOOKUPS, HITS);
+}
+
+static void test_cache_eviction(void)
+{
+    fixture f;
+    sp_principal p;
+    char *tokens[12];
+    fixture_open(&f);
+    mock_host_set_option(f.host, "cache_size", "4");
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    for (int i = 0; i < 12; i++)
+        tokens[i] = numbered_token(i);
+
+    /* 0..3 fill the table; a hit on 0 makes 1 the least recently used. */
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(fixture_auth(&f, tokens[i], &p), SP_OK);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, ENTRIES, NULL), 4);
+    CU_ASSERT_EQUAL(fixture_auth(&f, tokens[0], &p), SP_OK);
+    CU_ASSERT_EQUAL(cache_hits(&f), 1);
+    CU_ASSERT_EQUAL(fixture_auth(&f, tokens[4], &p), SP_OK); /* evicts 1 */
+    CU_ASSERT_EQUAL(fixture_auth(&f, tokens[0], &p), SP_OK);
+    CU_ASSERT_EQUAL(cache_hits(&f), 2);
+    CU_ASSERT_EQUAL(fixture_auth(&f, tokens[1], &p), SP_OK); /* verified again */
+    CU_ASSERT_EQUAL(cache_hits(&f), 2);
+
+    /* Many distinct tokens: the table stays at its size, the newest answer from it. */
+    for (int i = 5; i < 12; i++) {
+        CU_ASSERT_EQUAL(fixture_auth(&f, tokens[i], &p), SP_OK);
+        CU_ASSERT_TRUE(mock_host_metric_value(f.host, ENTRIES, NULL) <= 4);
+    }
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, ENTRIES, NULL), 4);
+    CU_ASSERT_EQUAL(fixture_auth(&f, tokens[11], &p), SP_OK);
+    CU_ASSERT_EQUAL(cache_hits(&f), 3);
+    CU_ASSERT_EQUAL(fixture_auth(&f, tokens[0], &p), SP_OK);
+    CU_ASSERT_EQUAL(cache_hits(&f), 3);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, LOOKUPS, MISSES), 12 + 2);
+    for (int i = 0; i < 12; i++)
+        free(tokens[i]);
+    fixture_close(&f);
+}
+
 static const unit_test_case cases[] = {
     {"descriptor declares kind, name and defaults", test_descriptor},
     {"RS256, ES256 and EdDSA tokens authenticate with mapped teams", test_each_algorithm},
@@ -902,6 +1125,13 @@ static const unit_test_case cases[] = {
     {"jwks_url must be https", test_jwks_url_must_be_https},
     {"jwks_file: rotation and periodic refresh", test_jwks_file_refresh},
     {"a token without kid uses the one key of its type", test_token_without_kid},
+    {"cache: a hit gives the same principal; refusals are not cached", test_cache_hit},
+    {"cache: a cached token stops at exp + leeway", test_cache_stops_at_exp},
+    {"cache: an entry lives at most one jwks_refresh", test_cache_bounded_by_refresh_period},
+    {"cache: a changed key set flushes it, an unchanged one does not",
+     test_cache_flushed_when_keys_change},
+    {"cache: cache_size 0 verifies every time; bad sizes are refused", test_cache_size_zero},
+    {"cache: least recently used evicted, the table stays bounded", test_cache_eviction},
     {NULL, NULL}};
 
 UNIT_TEST_MAIN("auth_jwt", cases)

@@ -41,8 +41,8 @@ FUZZER_LINK_FLAGS = -fsanitize=fuzzer,address,undefined
 # config.c checks server.tls/gateway.tls certificate/key files with tls_server.c (OpenSSL); registry
 # entries carry jansson objects (a provisioned cluster's session settings).
 fuzz_config_sources = core/config.c core/config_provisioning.c core/yaml_tree.c core/units.c \
-	core/diag.c core/log.c core/plugin_options.c core/gateway_route.c core/cluster_registry.c \
-	core/tls_server.c
+	core/diag.c core/log.c core/plugin_options.c core/gateway_route.c core/principal.c \
+	core/cluster_registry.c core/tls_server.c
 check_PROGRAMS += tests/fuzz/fuzz_yaml_config tests/fuzz/fuzz_units tests/fuzz/fuzz_job_spec
 
 tests_fuzz_fuzz_yaml_config_SOURCES = tests/fuzz/fuzz_yaml_config.c $(fuzz_config_sources)
