@@ -104,11 +104,6 @@ find_tools() {
     fi
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 # A static admin token for every team, and the JWKS plus one JWT per algorithm whose group
 # maps to admin of every team: both kinds of caller are the same principal shape.
 make_credentials() {
@@ -119,7 +114,7 @@ make_credentials() {
     chmod 600 "$WORK/tokens"
     out=$("$PYTHON" "$ROOT/bench/auth_tokens.py" "$WORK" "$ISSUER" "$AUDIENCE" "$GROUP") ||
         die "bench/auth_tokens.py failed"
-    MINTED_WITH=$(field minted_with "$out")
+    MINTED_WITH=$(bench_field minted_with "$out")
     log "keys made, tokens minted with $MINTED_WITH ($PYTHON)"
 }
 
@@ -128,11 +123,11 @@ make_credentials() {
 # for client certificates, and auth_mtls first in the chain.
 write_config() {
     local tls="" mtls="" chain="auth_jwt, auth_token"
-    PORT=$(free_port)
+    PORT=$(bench_free_port)
     URL="http://127.0.0.1:$PORT"
     mkdir -p "$WORK/state"
     if [ "${2:-}" = tls ]; then
-        TLS_PORT=$(free_port)
+        TLS_PORT=$(bench_free_port)
         tls="  tls:
     listen: [\"127.0.0.1:$TLS_PORT\"]
     certificate: $WORK/pki/server.pem
@@ -182,48 +177,6 @@ spark_versions:
 EOF
 }
 
-start_daemon() {
-    local deadline=$((SECONDS + 30))
-    "$DAEMON" --config "$WORK/sparkplane.yaml" 2>>"$WORK/sparkplaned.log" &
-    daemon_pid=$!
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        curl -fsS --max-time 2 -o /dev/null "$URL/healthz" 2>/dev/null && return 0
-        kill -0 "$daemon_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    die "sparkplaned did not answer /healthz: $(tail -n 20 "$WORK/sparkplaned.log")"
-}
-
-# Stops the daemon; a sanitizer report in its log (a sanitizer build) is a failure.
-stop_daemon() {
-    local report
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-    daemon_pid=""
-    report=$(grep -m1 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' \
-        "$WORK/sparkplaned.log" || true)
-    [ -z "$report" ] || die "sparkplaned: $report"
-}
-
-# api TOKEN METHOD PATH [BODY]: prints the body; dies unless the answer is 2xx.
-api() {
-    local out code
-    out=$(curl -sS --max-time 10 -w '\n%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
-        -H 'Content-Type: application/json' ${4:+--data "$4"} "$URL$3") ||
-        die "$2 $3: curl failed"
-    code=${out##*$'\n'}
-    out=${out%$'\n'*}
-    case "$code" in
-    2??) printf '%s\n' "$out" ;;
-    *) die "$2 $3 answered $code: $out" ;;
-    esac
-}
-
-# field NAME "k=v k=v ...": the value of NAME.
-field() {
-    printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
-}
-
 # mean A B: the baselines are measured before and after the runs they are compared with, so
 # a load change on the machine during a daemon's runs shows up on both sides.
 mean() {
@@ -248,10 +201,10 @@ measure() {
     printf '%s\n' "$out" | sed "s/^/  [$name] /" >&2
     stats=$(printf '%s\n' "$out" | sed -n 's/^WRK_STATS //p')
     [ -n "$stats" ] || die "no WRK_STATS from wrk for $name"
-    [ "$(field non2xx "$stats")" = 0 ] || die "$name: $(field non2xx "$stats") answers were not 2xx"
-    awk -v r="$(field requests "$stats")" 'BEGIN { exit !(r >= 1) }' || die "$name served nothing"
-    LAST_REQUESTS=$(field requests "$stats")
-    LAST_RPS=$(field rps "$stats")
+    [ "$(bench_field non2xx "$stats")" = 0 ] || die "$name: $(bench_field non2xx "$stats") answers were not 2xx"
+    awk -v r="$(bench_field requests "$stats")" 'BEGIN { exit !(r >= 1) }' || die "$name served nothing"
+    LAST_REQUESTS=$(bench_field requests "$stats")
+    LAST_RPS=$(bench_field rps "$stats")
 }
 
 token_of() { cat "$WORK/token-$1"; }
@@ -261,7 +214,7 @@ submit_job() {
     local body
     body='{"name":"bench-auth","team":"bench","spark_version":"4.0",
            "application":{"file":"local:///bench/job.py"}}'
-    JOB_ID=$(api "$STATIC_TOKEN" POST /api/v1/jobs "$body" | python3 -c '
+    JOB_ID=$(bench_api "$STATIC_TOKEN" POST /api/v1/jobs "$body" | python3 -c '
 import json, sys
 print(json.load(sys.stdin).get("id") or "")')
     [ -n "$JOB_ID" ] || die "POST /api/v1/jobs answered no id"
@@ -270,9 +223,9 @@ print(json.load(sys.stdin).get("id") or "")')
 
 check_tokens_read_the_job() {
     local alg
-    api "$STATIC_TOKEN" GET "/api/v1/jobs/$JOB_ID" >/dev/null
+    bench_api "$STATIC_TOKEN" GET "/api/v1/jobs/$JOB_ID" >/dev/null
     for alg in RS256 ES256 EdDSA; do
-        api "$(token_of "$alg")" GET "/api/v1/jobs/$JOB_ID" >/dev/null
+        bench_api "$(token_of "$alg")" GET "/api/v1/jobs/$JOB_ID" >/dev/null
     done
 }
 
@@ -280,7 +233,7 @@ check_tokens_read_the_job() {
 measure_warm() {
     local hits_before ok_before hits ok
     write_config 1024
-    start_daemon
+    bench_start_daemon 30
     submit_job
     check_tokens_read_the_job
     log "daemon 1 (cache_size 1024): GET /api/v1/jobs/{id}, $CONNECTIONS connections," \
@@ -301,14 +254,14 @@ measure_warm() {
         die "the warm run missed the cache: $WARM_HITS hits for $LAST_REQUESTS requests"
     measure static-after "$STATIC_TOKEN"
     STATIC_RPS=$(mean "$STATIC_RPS" "$LAST_RPS")
-    stop_daemon
+    bench_stop_daemon
 }
 
 # Daemon 2: cache_size 0, so every JWT request verifies its signature.
 measure_cold() {
     local alg ok_before ok
     write_config 0
-    start_daemon
+    bench_start_daemon 30
     check_tokens_read_the_job
     log "daemon 2 (cache_size 0): GET /api/v1/jobs/{id}, $CONNECTIONS connections," \
         "$DURATION each"
@@ -326,7 +279,7 @@ measure_cold() {
         die "cache_size 0, yet /metrics shows cache hits"
     measure static-2-after "$STATIC_TOKEN"
     STATIC2_RPS=$(mean "$STATIC2_RPS" "$LAST_RPS")
-    stop_daemon
+    bench_stop_daemon
 }
 
 # ---- (e) mTLS ---------------------------------------------------------------------------
@@ -359,8 +312,8 @@ issue_certificate() {
 # certificate never serves the static-token run, nor the reverse.
 start_nginx() {
     local proxy='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_ssl_session_reuse off;'
-    STATIC_PROXY_PORT=$(free_port)
-    MTLS_PROXY_PORT=$(free_port)
+    STATIC_PROXY_PORT=$(bench_free_port)
+    MTLS_PROXY_PORT=$(bench_free_port)
     mkdir -p "$WORK/nginx/tmp"
     # Started as root, nginx's worker runs as an unprivileged user.
     chmod 711 "$WORK" "$WORK/nginx" "$WORK/pki"
@@ -444,7 +397,7 @@ measure_mtls() {
     local ok_before ok
     make_certificates
     write_config 1024 tls
-    start_daemon
+    bench_start_daemon 30
     start_nginx
     wait_for_proxy
     # The certificate alone (nginx drops the Authorization header) must be admitted.
@@ -464,7 +417,7 @@ measure_mtls() {
     TLS_STATIC_RPS=$(mean "$TLS_STATIC_RPS" "$LAST_RPS")
     bench_stop "$nginx_pid"
     nginx_pid=""
-    stop_daemon
+    bench_stop_daemon
 }
 
 MTLS_REASON=""

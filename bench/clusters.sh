@@ -85,13 +85,9 @@ print(os.path.dirname(pyspark.__file__))') ||
         die "no Iceberg runtime jar (scripts/fetch-jars.sh failed)"
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 write_config() {
-    API_PORT=$(free_port)
-    GATEWAY_PORT=$(free_port)
+    API_PORT=$(bench_free_port)
+    GATEWAY_PORT=$(bench_free_port)
     TOKEN=$(openssl rand -hex 24)
     mkdir -p "$WORK/state" "$WORK/warehouse" "$CLUSTER_WORK"
     printf '%s %s member %s\n' "$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)" "$TEAM" \

@@ -104,11 +104,6 @@ raise_fd_limit() {
     fi
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 # Waits until something accepts TCP on 127.0.0.1:PORT while PID lives (10 s at most).
 wait_for_port() {
     local port=$1 pid=$2 deadline=$((SECONDS + 10))
@@ -125,7 +120,7 @@ start_upstream() {
     cc -O2 -Wall -Wextra -Werror -std=c11 -D_POSIX_C_SOURCE=200809L -o "$WORK/gateway_echo" \
         "$ROOT/bench/gateway_echo.c" $(pkg-config --cflags --libs libnghttp2 libevent) ||
         die "could not compile bench/gateway_echo.c (needs libnghttp2-dev and libevent-dev)"
-    UPSTREAM_PORT=$(free_port)
+    UPSTREAM_PORT=$(bench_free_port)
     "$WORK/gateway_echo" "$UPSTREAM_PORT" 2>"$WORK/upstream.log" &
     upstream_pid=$!
     wait_for_port "$UPSTREAM_PORT" "$upstream_pid" ||
@@ -151,8 +146,8 @@ EOF
 
 start_daemon() {
     local api_port
-    api_port=$(free_port)
-    DAEMON_PORT=$(free_port)
+    api_port=$(bench_free_port)
+    DAEMON_PORT=$(bench_free_port)
     TOKEN=$(openssl rand -hex 24)
     mkdir -p "$WORK/state"
     printf '%s bench member bench\n' "$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)" \
@@ -191,7 +186,7 @@ EOF
 # One worker: like-for-like with sparkplaned's single event loop.  No TLS, no access log, no
 # Via header; the backend is the upstream over h2c.
 start_nghttpx() {
-    NGHTTPX_PORT=$(free_port)
+    NGHTTPX_PORT=$(bench_free_port)
     "$NGHTTPX" --conf=/dev/null --workers=1 --no-via --errorlog-file="$WORK/nghttpx.log" \
         --frontend="127.0.0.1,$NGHTTPX_PORT;no-tls" \
         --backend="127.0.0.1,$UPSTREAM_PORT;;proto=h2" &
@@ -290,11 +285,6 @@ h2load_run() {
         "$((($(cpu_ticks "$upstream_pid") - before_up) * 1000 / CLK_TCK))"
 }
 
-# field NAME "k=v k=v ...": the value of NAME.
-field() {
-    printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
-}
-
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f\n", a / b; else print "nan" }'
 }
@@ -329,9 +319,9 @@ measure_peak() {
         for target in $TARGETS; do
             stats=$(h2load_run "peak-$target" "$target" -c "$CLIENTS" -m "$STREAMS" \
                 -D "$DURATION" --warm-up-time 1)
-            eval "PEAK_$target+=' $(field rps "$stats")'"
-            eval "CPU_$target+=' $(per_request_us "$(field cpu_ms "$stats")" "$(field reached "$stats")")'"
-            eval "UPCPU_$target+=' $(per_request_us "$(field upstream_cpu_ms "$stats")" "$(field reached "$stats")")'"
+            eval "PEAK_$target+=' $(bench_field rps "$stats")'"
+            eval "CPU_$target+=' $(per_request_us "$(bench_field cpu_ms "$stats")" "$(bench_field reached "$stats")")'"
+            eval "UPCPU_$target+=' $(per_request_us "$(bench_field upstream_cpu_ms "$stats")" "$(bench_field reached "$stats")")'"
         done
     done
     for target in $TARGETS; do
@@ -348,7 +338,7 @@ latency_round() {
     shift 2
     rm -f "$WORK/latency.log" # h2load appends to its log file
     stats=$(h2load_run "$name-$target" "$target" -D "$DURATION" --log-file="$WORK/latency.log" "$@")
-    eval "RATE_${name}_$target+=' $(field rps "$stats")'"
+    eval "RATE_${name}_$target+=' $(bench_field rps "$stats")'"
     eval "P50_${name}_$target+=' $(percentile 50 "$WORK/latency.log")'"
     eval "P99_${name}_$target+=' $(percentile 99 "$WORK/latency.log")'"
 }
@@ -395,12 +385,12 @@ measure_streaming() {
         for target in $TARGETS; do
             stats=$(h2load_run "stream-$target" "$target" -c 1 -m 1 -n "$STREAM_REQUESTS" \
                 -H "x-bench-stream: $STREAM_MESSAGES")
-            [ "$(field data_bytes "$stats")" = "$expected" ] ||
-                die "stream-$target: $(field data_bytes "$stats") bytes of DATA, not $expected"
-            mibs=$(awk -v b="$expected" -v s="$(field seconds "$stats")" \
+            [ "$(bench_field data_bytes "$stats")" = "$expected" ] ||
+                die "stream-$target: $(bench_field data_bytes "$stats") bytes of DATA, not $expected"
+            mibs=$(awk -v b="$expected" -v s="$(bench_field seconds "$stats")" \
                 'BEGIN { printf "%.1f\n", b / 1048576 / s }')
             eval "MIBS_$target+=' $mibs'"
-            eval "SCPU_$target+=' $(awk -v ms="$(field cpu_ms "$stats")" -v b="$expected" \
+            eval "SCPU_$target+=' $(awk -v ms="$(bench_field cpu_ms "$stats")" -v b="$expected" \
                 'BEGIN { printf "%.2f\n", ms / (b / 1048576) }')'"
         done
     done

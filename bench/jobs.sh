@@ -72,11 +72,6 @@ find_daemon() {
     command -v sqlite3 >/dev/null || die "sqlite3 is missing (apt-get install sqlite3)"
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 # An admin token for every team: the bench reads jobs of two teams.
 make_token() {
     TOKEN=$(openssl rand -hex 24)
@@ -87,7 +82,7 @@ make_token() {
 
 # write_config STATE_DIR: a config for that state directory on a fresh loopback port.
 write_config() {
-    PORT=$(free_port)
+    PORT=$(bench_free_port)
     URL="http://127.0.0.1:$PORT"
     mkdir -p "$1"
     # Limits high enough that admission never holds the bench's jobs back; warnings only,
@@ -124,44 +119,6 @@ EOF
     DB="$1/sparkplane.db"
 }
 
-start_daemon() {
-    local deadline=$((SECONDS + 60))
-    "$DAEMON" --config "$WORK/sparkplane.yaml" 2>>"$WORK/sparkplaned.log" &
-    daemon_pid=$!
-    # A store of a million jobs may take a moment to open.
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        curl -fsS --max-time 2 -o /dev/null "$URL/healthz" 2>/dev/null && return 0
-        kill -0 "$daemon_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    die "sparkplaned did not answer /healthz: $(tail -n 20 "$WORK/sparkplaned.log")"
-}
-
-# Stops the daemon; a sanitizer report in its log (a sanitizer build) is a failure.
-stop_daemon() {
-    local report
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-    daemon_pid=""
-    report=$(grep -m1 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' \
-        "$WORK/sparkplaned.log" || true)
-    [ -z "$report" ] || die "sparkplaned: $report"
-}
-
-# api METHOD PATH [BODY]: prints the body; dies unless the answer is 2xx.
-api() {
-    local out code
-    out=$(curl -sS --max-time 10 -w '\n%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN" \
-        -H 'Content-Type: application/json' ${3:+--data "$3"} "$URL$2") ||
-        die "$1 $2: curl failed"
-    code=${out##*$'\n'}
-    out=${out%$'\n'*}
-    case "$code" in
-    2??) printf '%s\n' "$out" ;;
-    *) die "$1 $2 answered $code: $out" ;;
-    esac
-}
-
 json_field() {
     python3 -c 'import json, sys
 value = json.load(sys.stdin).get(sys.argv[1])
@@ -178,14 +135,9 @@ wrk_run() {
     printf '%s\n' "$out" | sed "s/^/  [$name] /" >&2
     stats=$(printf '%s\n' "$out" | sed -n 's/^WRK_STATS //p')
     [ -n "$stats" ] || die "no WRK_STATS from wrk for $name"
-    [ "$(field non2xx "$stats")" = 0 ] || die "$name: $(field non2xx "$stats") answers were not 2xx"
-    awk -v r="$(field requests "$stats")" 'BEGIN { exit !(r >= 1) }' || die "$name served nothing"
+    [ "$(bench_field non2xx "$stats")" = 0 ] || die "$name: $(bench_field non2xx "$stats") answers were not 2xx"
+    awk -v r="$(bench_field requests "$stats")" 'BEGIN { exit !(r >= 1) }' || die "$name served nothing"
     printf '%s\n' "$stats"
-}
-
-# field NAME "k=v k=v ...": the value of NAME.
-field() {
-    printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
 }
 
 ratio() {
@@ -214,7 +166,7 @@ walk_pages() {
     local path token="" followed=0 page
     for ((page = 1; page <= PAGES; page++)); do
         path="/api/v1/jobs?team=bench&limit=100${token:+&page_token=$token}"
-        token=$(api GET "$path" | python3 -c '
+        token=$(bench_api "$TOKEN" GET "$path" | python3 -c '
 import json, sys
 doc = json.load(sys.stdin)
 print(doc.get("next_page_token") or doc.get("page_token") or "")')
@@ -228,20 +180,20 @@ print(doc.get("next_page_token") or doc.get("page_token") or "")')
 measure_throughput() {
     local body job_id stats
     write_config "$WORK/state-throughput"
-    start_daemon
+    bench_start_daemon 60
     body='{"name":"bench-smoke","team":"bench","spark_version":"4.0",
            "application":{"file":"local:///bench/job.py"}}'
-    job_id=$(api POST /api/v1/jobs "$body" | json_field id)
+    job_id=$(bench_api "$TOKEN" POST /api/v1/jobs "$body" | json_field id)
     [ -n "$job_id" ] || die "POST /api/v1/jobs answered no id"
-    api GET "/api/v1/jobs/$job_id" >/dev/null
+    bench_api "$TOKEN" GET "/api/v1/jobs/$job_id" >/dev/null
 
     log "(a) /healthz, then POST /api/v1/jobs, $CONNECTIONS connections, $DURATION each"
     stats=$(wrk_run healthz-a "$CONNECTIONS" "$DURATION" "$LUA" "$URL" healthz "$TOKEN")
-    HEALTHZ_A=$(field rps "$stats")
+    HEALTHZ_A=$(bench_field rps "$stats")
     stats=$(wrk_run submit "$CONNECTIONS" "$DURATION" "$LUA" "$URL" submit "$TOKEN" "run$$")
-    SUBMIT_RPS=$(field rps "$stats")
-    SUBMIT_REQUESTS=$(field requests "$stats")
-    SUBMIT_P99=$(field p99_ms "$stats")
+    SUBMIT_RPS=$(bench_field rps "$stats")
+    SUBMIT_REQUESTS=$(bench_field requests "$stats")
+    SUBMIT_P99=$(bench_field p99_ms "$stats")
     # Durable: every acknowledged submit is in the store (requests still in flight when wrk
     # stopped may add a few more).
     JOBS_STORED=$(sql "SELECT count(*) FROM jobs WHERE name = 'bench-submit'")
@@ -259,10 +211,10 @@ measure_throughput() {
 
     log "(b) /healthz, then GET /api/v1/jobs/{id} over $(wc -l <"$WORK/ids") ids"
     stats=$(wrk_run healthz-b "$CONNECTIONS" "$DURATION" "$LUA" "$URL" healthz "$TOKEN")
-    HEALTHZ_B=$(field rps "$stats")
+    HEALTHZ_B=$(bench_field rps "$stats")
     stats=$(wrk_run get "$CONNECTIONS" "$DURATION" "$LUA" "$URL" get "$TOKEN" "$WORK/ids")
-    GET_RPS=$(field rps "$stats")
-    stop_daemon
+    GET_RPS=$(bench_field rps "$stats")
+    bench_stop_daemon
     SPEC_DB=$DB
 }
 
@@ -271,16 +223,16 @@ measure_throughput() {
 measure_latency() {
     local label=$1 jobs=$2 stats pages
     write_config "$3"
-    start_daemon
+    bench_start_daemon 60
     pages=$(walk_pages)
     eval "PAGES_$label=$pages"
-    api GET "/api/v1/jobs/job-$(printf '%026d' $((jobs - 2)))" >/dev/null
+    bench_api "$TOKEN" GET "/api/v1/jobs/job-$(printf '%026d' $((jobs - 2)))" >/dev/null
     stats=$(wrk_run "get-$label" 1 "$LATENCY_DURATION" "$LUA" "$URL" get "$TOKEN" "seq:$jobs")
-    eval "GET_P50_$label+=' $(field p50_ms "$stats")' GET_P99_$label+=' $(field p99_ms "$stats")'"
+    eval "GET_P50_$label+=' $(bench_field p50_ms "$stats")' GET_P99_$label+=' $(bench_field p99_ms "$stats")'"
     stats=$(wrk_run "list-$label" 1 "$LATENCY_DURATION" "$ROOT/bench/jobs_list.lua" "$URL" \
         "$TOKEN" bench "$PAGES")
-    eval "LIST_P50_$label+=' $(field p50_ms "$stats")' LIST_P99_$label+=' $(field p99_ms "$stats")'"
-    stop_daemon
+    eval "LIST_P50_$label+=' $(bench_field p50_ms "$stats")' LIST_P99_$label+=' $(bench_field p99_ms "$stats")'"
+    bench_stop_daemon
 }
 
 median() {
@@ -294,7 +246,7 @@ bulk_insert() {
     out=$(python3 "$ROOT/bench/jobs_bulk.py" "$1" "$2" --spec-from "$SPEC_DB") ||
         die "bulk insert of $2 jobs failed"
     log "bulk insert: $out"
-    BULK_SECONDS=$(field seconds "$out")
+    BULK_SECONDS=$(bench_field seconds "$out")
 }
 
 # Phase 2: the same reads on a small and on a big table, filled while no daemon runs.  The
@@ -303,8 +255,8 @@ bulk_insert() {
 measure_scaling() {
     local small_dir=$WORK/state-small big_dir=$WORK/state-big round
     write_config "$small_dir"
-    start_daemon # creates the schema
-    stop_daemon
+    bench_start_daemon 60 # creates the schema
+    bench_stop_daemon
     bulk_insert "$small_dir/sparkplane.db" "$SMALL"
     cp -a "$small_dir" "$big_dir"
     bulk_insert "$big_dir/sparkplane.db" "$BIG"

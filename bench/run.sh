@@ -56,10 +56,6 @@ find_daemon() {
     [ -x "$NGINX" ] || die "nginx is missing (scripts/install-deps.sh --test)"
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # Polls until `curl URL` succeeds or the process is gone (10 s at most).
 wait_for_http() {
     local url=$1 pid=$2 deadline=$((SECONDS + 10))
@@ -94,7 +90,7 @@ load() {
 
 start_daemon() {
     local token
-    DAEMON_PORT=$(free_port)
+    DAEMON_PORT=$(bench_free_port)
     token=$(openssl rand -hex 24)
     mkdir -p "$WORK/state"
     printf '%s bench admin bench\n' "$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)" >"$WORK/tokens"
@@ -127,7 +123,7 @@ stop_pid() {
 
 # nginx with its own prefix, so nothing under /etc/nginx or /var/log is used.
 start_nginx() {
-    NGINX_PORT=$(free_port)
+    NGINX_PORT=$(bench_free_port)
     mkdir -p "$WORK/nginx/html" "$WORK/nginx/tmp"
     cp "$WORK/healthz.body" "$WORK/nginx/html/healthz"
     # Started as root, nginx's worker runs as an unprivileged user: let it
