@@ -112,7 +112,8 @@ int jwt_token_split(const char *text, size_t len, jwt_token *out)
     json_t *alg;
 
     memset(out, 0, sizeof(*out));
-    if (first_dot == NULL)
+    /* A NUL would end the copy in out->text early while the offsets below count to `len`. */
+    if (first_dot == NULL || memchr(text, '\0', len) != NULL)
         return -1;
     second_dot = memchr(first_dot + 1, '.', len - (size_t)(first_dot + 1 - text));
     if (second_dot == NULL || memchr(second_dot + 1, '.', len - (size_t)(second_dot + 1 - text)))

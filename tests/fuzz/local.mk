@@ -114,3 +114,37 @@ tests_fuzz_fuzz_cluster_spec_LDFLAGS = $(FUZZER_LINK_FLAGS)
 tests_fuzz_fuzz_cluster_spec_LDADD = $(JANSSON_LIBS) $(YAML_LIBS) $(LIBEVENT_OPENSSL_LIBS) \
 	$(LIBEVENT_LIBS) $(OPENSSL_LIBS)
 endif
+
+# The auth plugins' parsers: bearer tokens, JWKS and group_map (plugins/auth_jwt), presented
+# certificate chains, map and identity entries (plugins/auth_mtls).  The plugin sources are
+# compiled into the targets; they include only the SDK, OpenSSL and jansson.
+AUTH_JWT_FUZZ_SOURCES = plugins/auth_jwt/jwt_verify.c plugins/auth_jwt/jwt_jwks.c \
+	plugins/auth_jwt/jwt_claims.c
+AUTH_MTLS_FUZZ_SOURCES = plugins/auth_mtls/mtls_trust.c plugins/auth_mtls/mtls_identity.c
+fuzz_replays += tests/fuzz/replay_auth_jwt tests/fuzz/replay_auth_mtls
+tests_fuzz_replay_auth_jwt_SOURCES = tests/fuzz/fuzz_auth_jwt.c tests/fuzz/replay_main.c \
+	$(AUTH_JWT_FUZZ_SOURCES)
+tests_fuzz_replay_auth_jwt_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/auth_jwt
+tests_fuzz_replay_auth_jwt_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) \
+	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/auth_jwt"'
+tests_fuzz_replay_auth_jwt_LDADD = $(OPENSSL_LIBS) $(JANSSON_LIBS)
+tests_fuzz_replay_auth_mtls_SOURCES = tests/fuzz/fuzz_auth_mtls.c tests/fuzz/replay_main.c \
+	$(AUTH_MTLS_FUZZ_SOURCES)
+tests_fuzz_replay_auth_mtls_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/auth_mtls
+tests_fuzz_replay_auth_mtls_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) \
+	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/auth_mtls"'
+tests_fuzz_replay_auth_mtls_LDADD = $(OPENSSL_LIBS)
+
+if ENABLE_FUZZ
+check_PROGRAMS += tests/fuzz/fuzz_auth_jwt tests/fuzz/fuzz_auth_mtls
+tests_fuzz_fuzz_auth_jwt_SOURCES = tests/fuzz/fuzz_auth_jwt.c $(AUTH_JWT_FUZZ_SOURCES)
+tests_fuzz_fuzz_auth_jwt_CPPFLAGS = $(tests_fuzz_replay_auth_jwt_CPPFLAGS)
+tests_fuzz_fuzz_auth_jwt_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
+tests_fuzz_fuzz_auth_jwt_LDFLAGS = $(FUZZER_LINK_FLAGS)
+tests_fuzz_fuzz_auth_jwt_LDADD = $(OPENSSL_LIBS) $(JANSSON_LIBS)
+tests_fuzz_fuzz_auth_mtls_SOURCES = tests/fuzz/fuzz_auth_mtls.c $(AUTH_MTLS_FUZZ_SOURCES)
+tests_fuzz_fuzz_auth_mtls_CPPFLAGS = $(tests_fuzz_replay_auth_mtls_CPPFLAGS)
+tests_fuzz_fuzz_auth_mtls_CFLAGS = $(FUZZER_COMPILE_FLAGS) $(OPENSSL_CFLAGS)
+tests_fuzz_fuzz_auth_mtls_LDFLAGS = $(FUZZER_LINK_FLAGS)
+tests_fuzz_fuzz_auth_mtls_LDADD = $(OPENSSL_LIBS)
+endif
