@@ -24,8 +24,10 @@
 #   honest "cold" case: no cache at all, rather than cycling through many tokens):
 #     (a2) static token again - the baseline of this daemon;
 #     (c/d) RS256, ES256 and EdDSA JWTs.
-#   daemon 3, same store, a TLS listener (server.tls, client_certificates: request) and
-#   auth_mtls first in the chain; wrk cannot present a client certificate, so wrk talks plain
+#   daemons 4 and 3, same store, a TLS listener (server.tls, client_certificates: request)
+#   and auth_mtls first in the chain, its verified-chain cache off (cache_size 0: every request
+#   verifies the chain) and then on (1024; the run checks the hits); wrk cannot present a
+#   client certificate, so wrk talks plain
 #   HTTP to nginx (one worker), which keeps TLS connections to that listener open:
 #     (e1) static token over TLS: nginx forwards the request as it came;
 #     (e2) client certificate over TLS: nginx presents the client certificate
@@ -137,6 +139,7 @@ write_config() {
     path: $MTLS_SO
     options:
       ca_file: $WORK/pki/ca.pem
+      cache_size: $1
       map: [\"bench-client=bench:admin\"]"
         chain="auth_mtls, $chain"
     fi
@@ -189,7 +192,7 @@ ratio() {
 
 # metric NAME_AND_LABELS: its value on /metrics (0 when absent).
 metric() {
-    curl -fsS --max-time 5 "$URL/metrics" | awk -v m="$1" '$1 == m { v = $2 } END { print v + 0 }'
+    curl -fsS --max-time 5 "$URL/metrics" | awk -v m="$1" '$1 == m { v = $2 } END { printf "%d\n", v }'
 }
 
 # measure NAME TOKEN [URL]: requests/s of GET /api/v1/jobs/{id} with that bearer token (on
@@ -392,27 +395,37 @@ mtls_available() {
     return 1
 }
 
-# Daemon 3: a TLS listener; the static token and the client certificate, both through nginx.
+# measure_mtls CACHE_SIZE: daemon 3 (auth_mtls's cache on, 1024) or 4 (off, 0): a TLS
+# listener; the static token and the client certificate, both through nginx.  Sets
+# TLS_STATIC_RPS and MTLS_RPS.
 measure_mtls() {
-    local ok_before ok
-    make_certificates
-    write_config 1024 tls
+    local ok_before ok hits_before hits
+    write_config "$1" tls
     bench_start_daemon 30
     start_nginx
     wait_for_proxy
     # The certificate alone (nginx drops the Authorization header) must be admitted.
     [ "$(status_via "$MTLS_PROXY_PORT")" = 200 ] ||
         die "the client certificate was not admitted: $(tail -n 5 "$WORK/sparkplaned.log")"
-    log "daemon 3 (TLS listener, client_certificates: request) through nginx:" \
+    log "TLS listener (client_certificates: request, auth_mtls cache_size $1) through nginx:" \
         "GET /api/v1/jobs/{id}, $CONNECTIONS connections, $DURATION each"
     measure tls-static "$STATIC_TOKEN" "http://127.0.0.1:$STATIC_PROXY_PORT"
     TLS_STATIC_RPS=$LAST_RPS
     ok_before=$(metric 'sparkplane_auth_mtls_decisions_total{result="ok"}')
+    hits_before=$(metric 'sparkplane_auth_mtls_cache_lookups_total{result="hit"}')
     measure tls-mtls "$STATIC_TOKEN" "http://127.0.0.1:$MTLS_PROXY_PORT"
     MTLS_RPS=$LAST_RPS
     ok=$(metric 'sparkplane_auth_mtls_decisions_total{result="ok"}')
+    hits=$(metric 'sparkplane_auth_mtls_cache_lookups_total{result="hit"}')
     [ $((${ok%.*} - ${ok_before%.*})) -ge "$LAST_REQUESTS" ] ||
         die "auth_mtls admitted fewer requests than wrk counted"
+    # cache on: nearly every request a hit (the first of each connection may miss); off: none
+    if [ "$1" -gt 0 ]; then
+        [ $((hits - hits_before + CONNECTIONS)) -ge "$LAST_REQUESTS" ] ||
+            die "auth_mtls's cache missed more than once per connection"
+    else
+        [ "$hits" = 0 ] || die "auth_mtls counted cache hits with cache_size 0"
+    fi
     measure tls-static-after "$STATIC_TOKEN" "http://127.0.0.1:$STATIC_PROXY_PORT"
     TLS_STATIC_RPS=$(mean "$TLS_STATIC_RPS" "$LAST_RPS")
     bench_stop "$nginx_pid"
@@ -427,9 +440,12 @@ main() {
     make_credentials
     measure_warm
     measure_cold
-    MTLS=skipped TLS_STATIC_RPS=nan MTLS_RPS=nan
+    MTLS=skipped TLS_STATIC_RPS=nan MTLS_RPS=nan TLS_STATIC_COLD_RPS=nan MTLS_COLD_RPS=nan
     if mtls_available; then
-        measure_mtls
+        make_certificates
+        measure_mtls 0
+        TLS_STATIC_COLD_RPS=$TLS_STATIC_RPS MTLS_COLD_RPS=$MTLS_RPS
+        measure_mtls 1024
         MTLS=measured
     fi
 
@@ -445,7 +461,9 @@ main() {
         "EdDSA $COLD_RPS_EdDSA/s ratio $ed_ratio"
     if [ "$MTLS" = measured ]; then
         log "(e) over TLS through nginx: static token $TLS_STATIC_RPS/s, client certificate" \
-            "$MTLS_RPS/s, ratio $(ratio "$MTLS_RPS" "$TLS_STATIC_RPS")"
+            "$MTLS_RPS/s, ratio $(ratio "$MTLS_RPS" "$TLS_STATIC_RPS") (auth_mtls cache on);" \
+            "cache off: $MTLS_COLD_RPS/s vs $TLS_STATIC_COLD_RPS/s, ratio" \
+            "$(ratio "$MTLS_COLD_RPS" "$TLS_STATIC_COLD_RPS")"
     else
         log "(e) mTLS: NOT measured: $MTLS_REASON"
     fi
@@ -469,6 +487,9 @@ mtls=$MTLS
 tls_static_rps=$TLS_STATIC_RPS
 mtls_rps=$MTLS_RPS
 mtls_ratio=$(ratio "$MTLS_RPS" "$TLS_STATIC_RPS")
+tls_static_rps_cache_off_daemon=$TLS_STATIC_COLD_RPS
+mtls_cold_rps=$MTLS_COLD_RPS
+mtls_cold_ratio=$(ratio "$MTLS_COLD_RPS" "$TLS_STATIC_COLD_RPS")
 sanitizer_build=$SANITIZER_BUILD
 BENCH END
 EOF

@@ -19,7 +19,7 @@
  * message repeats the token or a claim from it.
  *
  * Before all that, a token that passed every check recently answers from
- * the verified-token cache (jwt_cache.c): same token string, same
+ * the verified-token cache (credential_cache.c): same token string, same
  * principal, while its exp + leeway and one jwks_refresh period allow.
  * A new JWKS document flushes the cache; refusals are never cached.
  */
@@ -33,7 +33,7 @@
 
 #include <sparkplane/sparkplane.h>
 
-#include "jwt_cache.h"
+#include "credential_cache.h"
 #include "jwt_claims.h"
 #include "jwt_jwks.h"
 #include "jwt_verify.h"
@@ -68,8 +68,9 @@ typedef struct auth_jwt_state {
     sp_http_call *fetch;          /* the JWKS request in flight */
     uint64_t last_kid_refresh_ms; /* when an unknown kid last started a refresh */
     int kid_refreshed;
-    jwt_cache cache;                                /* verified tokens; capacity 0 when off */
-    unsigned char jwks_digest[JWT_CACHE_KEY_BYTES]; /* SHA-256 of the JWKS document in force */
+    credential_cache cache; /* verified tokens; capacity 0 when off */
+    unsigned char
+        jwks_digest[CREDENTIAL_CACHE_KEY_BYTES]; /* SHA-256 of the JWKS document in force */
     auth_jwt_metrics metrics;
 } auth_jwt_state;
 
@@ -121,9 +122,9 @@ static void auth_jwt_cache_count(auth_jwt_state *state)
  */
 static void auth_jwt_cache_flush_if_changed(auth_jwt_state *state, const char *json, size_t len)
 {
-    unsigned char digest[JWT_CACHE_KEY_BYTES];
+    unsigned char digest[CREDENTIAL_CACHE_KEY_BYTES];
 
-    jwt_cache_key(json, len, digest);
+    credential_cache_key(json, len, digest);
     if (memcmp(digest, state->jwks_digest, sizeof(digest)) == 0)
         return;
     memcpy(state->jwks_digest, digest, sizeof(digest));
@@ -131,7 +132,7 @@ static void auth_jwt_cache_flush_if_changed(auth_jwt_state *state, const char *j
         state->ctx->host->log(state->ctx, SP_LOG_INFO,
                               "the key set changed: %zu cached tokens forgotten",
                               state->cache.used);
-    jwt_cache_flush(&state->cache);
+    credential_cache_flush(&state->cache);
     auth_jwt_cache_count(state);
 }
 
@@ -156,8 +157,8 @@ static void auth_jwt_cache_store(auth_jwt_state *state, const unsigned char *key
     double until = auth_jwt_claim_time(claims, "exp", -HUGE_VAL) + leeway;
     double refresh_end = now + (double)state->refresh_ms / 1000.0;
 
-    jwt_cache_store(&state->cache, key, principal, (nbf > iat ? nbf : iat) - leeway,
-                    until < refresh_end ? until : refresh_end);
+    credential_cache_store(&state->cache, key, principal, (nbf > iat ? nbf : iat) - leeway,
+                           until < refresh_end ? until : refresh_end);
     auth_jwt_cache_count(state);
 }
 
@@ -413,7 +414,7 @@ static int auth_jwt_authenticate(void *provider, const sp_auth_request *request,
 {
     auth_jwt_state *state = provider;
     const char *text = NULL;
-    unsigned char key[JWT_CACHE_KEY_BYTES];
+    unsigned char key[CREDENTIAL_CACHE_KEY_BYTES];
     int cached = state->cache.capacity > 0;
     time_t now = time(NULL);
     jwt_token token;
@@ -426,8 +427,8 @@ static int auth_jwt_authenticate(void *provider, const sp_auth_request *request,
         goto defer;
     /* A hit skips even the split: only tokens that passed every check are stored. */
     if (cached && len <= JWT_TOKEN_MAX) {
-        jwt_cache_key(text, len, key);
-        if (jwt_cache_lookup(&state->cache, key, (double)now, principal)) {
+        credential_cache_key(text, len, key);
+        if (credential_cache_lookup(&state->cache, key, (double)now, principal)) {
             auth_jwt_count(state, state->metrics.cache_hit, 1);
             auth_jwt_count(state, state->metrics.ok, 1);
             return SP_OK;
@@ -580,11 +581,11 @@ static int auth_jwt_read_cache_size(auth_jwt_state *state, char *err, size_t err
 {
     int64_t size = state->ctx->host->option_int(state->ctx, "cache_size");
 
-    if (size < 0 || size > JWT_CACHE_MAX) {
-        snprintf(err, err_size, "cache_size: must be 0 (off) to %d", JWT_CACHE_MAX);
+    if (size < 0 || size > CREDENTIAL_CACHE_MAX) {
+        snprintf(err, err_size, "cache_size: must be 0 (off) to %d", CREDENTIAL_CACHE_MAX);
         return -1;
     }
-    if (jwt_cache_init(&state->cache, (size_t)size) != 0) {
+    if (credential_cache_init(&state->cache, (size_t)size) != 0) {
         snprintf(err, err_size, "cache_size: out of memory for %lld entries", (long long)size);
         return -1;
     }
@@ -653,7 +654,7 @@ static void auth_jwt_state_free(auth_jwt_state *state)
     if (state->fetch != NULL)
         host->http_cancel(state->fetch);
     jwt_keyset_clear(&state->keys);
-    jwt_cache_free(&state->cache);
+    credential_cache_free(&state->cache);
     jwt_group_map_clear(&state->group_map);
     free(state->jwks_file);
     free(state->jwks_url);

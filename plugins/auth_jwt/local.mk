@@ -4,11 +4,11 @@
 # (tests/unit/mock_host.c), not the daemon.
 plugin_LTLIBRARIES += plugins/auth_jwt/auth_jwt.la
 plugins_auth_jwt_auth_jwt_la_SOURCES = plugins/auth_jwt/auth_jwt.c \
-	plugins/auth_jwt/jwt_cache.c plugins/auth_jwt/jwt_cache.h \
+	plugins/common/credential_cache.c plugins/common/credential_cache.h \
 	plugins/auth_jwt/jwt_claims.c plugins/auth_jwt/jwt_claims.h \
 	plugins/auth_jwt/jwt_jwks.c plugins/auth_jwt/jwt_jwks.h \
 	plugins/auth_jwt/jwt_verify.c plugins/auth_jwt/jwt_verify.h
-plugins_auth_jwt_auth_jwt_la_CPPFLAGS = -I$(top_srcdir)/sdk/include
+plugins_auth_jwt_auth_jwt_la_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/common
 plugins_auth_jwt_auth_jwt_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
 plugins_auth_jwt_auth_jwt_la_LDFLAGS = $(PLUGIN_LDFLAGS)
 plugins_auth_jwt_auth_jwt_la_LIBADD = $(OPENSSL_LIBS) $(JANSSON_LIBS)

@@ -18,28 +18,41 @@
  * CRL files are parsed once into an X509_STORE, and a repeating host timer
  * (reload_interval) stats them and rebuilds the store when the mtime, size
  * or inode of either changed.  A bad new file is logged once and the store
- * in force stays.  No verified-certificate cache: verifying is a few
- * signature checks, cheaper than getting a cache's expiry right.
+ * in force stays.
+ *
+ * Verified chains are cached (plugins/common/credential_cache.c, option
+ * cache_size): the SHA-256 of the presented PEM -> the principal, usable
+ * until the leaf's notAfter and for at most one reload_interval (60 s when
+ * reloading is off), and forgotten whenever a reload brings a new CA or
+ * CRL file, so a revocation takes effect with the reload that reads it.
+ * Only admitted chains are cached; refusals are verified every time.
  */
+#include <math.h>
+#include <openssl/asn1.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sparkplane/sparkplane.h>
 
+#include "credential_cache.h"
 #include "mtls_identity.h"
 #include "mtls_trust.h"
 
-#define AUTH_MTLS_NAME      "auth_mtls"
-#define AUTH_MTLS_DECISIONS "sparkplane_auth_mtls_decisions_total"
-#define AUTH_MTLS_REFUSALS  "sparkplane_auth_mtls_refusals_total"
-#define AUTH_MTLS_RELOADS   "sparkplane_auth_mtls_reloads_total"
+#define AUTH_MTLS_NAME             "auth_mtls"
+#define AUTH_MTLS_DECISIONS        "sparkplane_auth_mtls_decisions_total"
+#define AUTH_MTLS_REFUSALS         "sparkplane_auth_mtls_refusals_total"
+#define AUTH_MTLS_RELOADS          "sparkplane_auth_mtls_reloads_total"
+#define AUTH_MTLS_CACHE            "sparkplane_auth_mtls_cache_lookups_total"
+#define AUTH_MTLS_CACHE_MAX_AGE_MS 60000 /* an entry's longest life when reloading is off */
 
 typedef struct auth_mtls_metrics {
     sp_metric *ok, *invalid, *defer;
     sp_metric *refused[MTLS_REFUSED_COUNT];
     sp_metric *unmapped; /* verified, but no mapped name */
     sp_metric *reload_ok, *reload_error;
+    sp_metric *cache_hit, *cache_miss;
 } auth_mtls_metrics;
 
 typedef struct auth_mtls_state {
@@ -50,6 +63,8 @@ typedef struct auth_mtls_state {
     mtls_identity_order identity;
     mtls_map map;
     sp_timer *reload_timer;
+    uint64_t cache_max_age_ms; /* reload_interval, or AUTH_MTLS_CACHE_MAX_AGE_MS */
+    credential_cache cache;    /* verified chains; capacity 0 when off */
     auth_mtls_metrics metrics;
 } auth_mtls_state;
 
@@ -63,6 +78,7 @@ static const sp_option_spec auth_mtls_options[] = {
      "certificate names to try in order (san_uri, san_dns, san_email, cn)"},
     {"map", SP_OPTION_STRING_LIST, NULL, 1,
      "'name=team[,team...]:role' entries; name exact or '*.suffix'"},
+    {"cache_size", SP_OPTION_INT, "1024", 0, "verified chains remembered (0 disables)"},
     {NULL, 0, NULL, 0, NULL}};
 
 static void auth_mtls_count(auth_mtls_state *state, sp_metric *metric)
@@ -96,7 +112,8 @@ static void auth_mtls_reload(auth_mtls_state *state)
     }
     mtls_trust_clear(&state->trust);
     state->trust = trust;
-    state->seen_ca = trust.ca_id; /* what was read, in case it changed meanwhile */
+    credential_cache_flush(&state->cache); /* a revoked or distrusted chain must not linger */
+    state->seen_ca = trust.ca_id;          /* what was read, in case it changed meanwhile */
     state->seen_crl = trust.crl_id;
     auth_mtls_count(state, state->metrics.reload_ok);
     host->log(state->ctx, SP_LOG_INFO, "reloaded %zu CAs from %s and %zu CRLs%s%s", trust.ca_count,
@@ -155,6 +172,19 @@ static int auth_mtls_identify(auth_mtls_state *state, const sp_auth_request *req
     return SP_OK;
 }
 
+/* Remembers an admitted chain until its leaf expires, for at most cache_max_age_ms. */
+static void auth_mtls_cache_store(auth_mtls_state *state, const unsigned char *key, X509 *leaf,
+                                  const sp_principal *principal, double now)
+{
+    struct tm not_after;
+    double until = now + (double)state->cache_max_age_ms / 1000.0;
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &not_after) != 1)
+        return; /* an expiry we cannot read: verify every time */
+    double expires = (double)timegm(&not_after);
+    credential_cache_store(&state->cache, key, principal, -HUGE_VAL,
+                           expires < until ? expires : until);
+}
+
 static int auth_mtls_authenticate(void *provider, const sp_auth_request *request,
                                   sp_principal *principal, char *err, size_t err_size)
 {
@@ -165,15 +195,29 @@ static int auth_mtls_authenticate(void *provider, const sp_auth_request *request
     X509 *leaf = NULL;
     int rc;
 
+    unsigned char key[CREDENTIAL_CACHE_KEY_BYTES];
+    double now = (double)time(NULL);
+
     if (pem == NULL || pem[0] == '\0') {
         auth_mtls_count(state, state->metrics.defer);
         return SP_DEFER;
+    }
+    if (state->cache.capacity > 0) {
+        credential_cache_key(pem, strlen(pem), key);
+        if (credential_cache_lookup(&state->cache, key, now, principal)) {
+            auth_mtls_count(state, state->metrics.cache_hit);
+            auth_mtls_count(state, state->metrics.ok);
+            return SP_OK;
+        }
+        auth_mtls_count(state, state->metrics.cache_miss);
     }
     rc = mtls_trust_verify(&state->trust, pem, &leaf, &refusal, err, err_size);
     if (rc != SP_OK)
         auth_mtls_count(state, state->metrics.refused[refusal]);
     else
         rc = auth_mtls_identify(state, request, leaf, principal, err, err_size);
+    if (rc == SP_OK && state->cache.capacity > 0)
+        auth_mtls_cache_store(state, key, leaf, principal, now);
     X509_free(leaf);
     auth_mtls_count(state, rc == SP_OK      ? state->metrics.ok
                            : rc == SP_DEFER ? state->metrics.defer
@@ -230,6 +274,24 @@ static int auth_mtls_read_identity(auth_mtls_state *state, char *err, size_t err
     return 0;
 }
 
+static int auth_mtls_read_cache(auth_mtls_state *state, char *err, size_t err_size)
+{
+    const sp_host_api *host = state->ctx->host;
+    int64_t size = host->option_int(state->ctx, "cache_size");
+    int64_t reload_ms = host->option_int(state->ctx, "reload_interval");
+
+    if (size < 0 || size > CREDENTIAL_CACHE_MAX) {
+        snprintf(err, err_size, "cache_size: must be 0 (off) to %d", CREDENTIAL_CACHE_MAX);
+        return -1;
+    }
+    state->cache_max_age_ms = reload_ms > 0 ? (uint64_t)reload_ms : AUTH_MTLS_CACHE_MAX_AGE_MS;
+    if (credential_cache_init(&state->cache, (size_t)size) != 0) {
+        snprintf(err, err_size, "cache_size: out of memory for %lld entries", (long long)size);
+        return -1;
+    }
+    return 0;
+}
+
 static int auth_mtls_read_map(auth_mtls_state *state, char *err, size_t err_size)
 {
     const sp_host_api *host = state->ctx->host;
@@ -275,6 +337,14 @@ static void auth_mtls_register_metrics(auth_mtls_state *state)
         host->metric_register(ctx, SP_METRIC_COUNTER, AUTH_MTLS_RELOADS, reloads, "result=\"ok\"");
     state->metrics.reload_error = host->metric_register(ctx, SP_METRIC_COUNTER, AUTH_MTLS_RELOADS,
                                                         reloads, "result=\"error\"");
+    if (state->cache.capacity == 0)
+        return;
+    state->metrics.cache_hit =
+        host->metric_register(ctx, SP_METRIC_COUNTER, AUTH_MTLS_CACHE,
+                              "auth_mtls verified-chain cache lookups by result", "result=\"hit\"");
+    state->metrics.cache_miss = host->metric_register(
+        ctx, SP_METRIC_COUNTER, AUTH_MTLS_CACHE, "auth_mtls verified-chain cache lookups by result",
+        "result=\"miss\"");
 }
 
 static void auth_mtls_state_free(auth_mtls_state *state)
@@ -285,6 +355,7 @@ static void auth_mtls_state_free(auth_mtls_state *state)
         state->ctx->host->timer_cancel(state->reload_timer);
     mtls_trust_clear(&state->trust);
     mtls_map_clear(&state->map);
+    credential_cache_free(&state->cache);
     free(state->ca_file);
     free(state->crl_file);
     free(state);
@@ -323,6 +394,7 @@ static int auth_mtls_init(sp_plugin_context *ctx, char *err, size_t err_size)
     if (auth_mtls_read_files(state, err, err_size) != 0 ||
         auth_mtls_read_identity(state, err, err_size) != 0 ||
         auth_mtls_read_map(state, err, err_size) != 0 ||
+        auth_mtls_read_cache(state, err, err_size) != 0 ||
         mtls_trust_load(state->ca_file, state->crl_file, &state->trust, err, err_size) != 0)
         goto fail;
     state->seen_ca = state->trust.ca_id;

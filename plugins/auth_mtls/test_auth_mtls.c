@@ -27,6 +27,7 @@
 #define DECISIONS   "sparkplane_auth_mtls_decisions_total"
 #define REFUSALS    "sparkplane_auth_mtls_refusals_total"
 #define RELOADS     "sparkplane_auth_mtls_reloads_total"
+#define CACHE       "sparkplane_auth_mtls_cache_lookups_total"
 #define HOUR        3600L
 
 /* ---- the PKI --------------------------------------------------------------- */
@@ -566,6 +567,49 @@ static void test_revocation_and_crl_reload(void)
     fixture_close(&f);
 }
 
+static void test_verified_chains_are_cached(void)
+{
+    fixture f;
+    sp_principal p;
+    char *chain = client_chain(&(cert_spec){.cn = "alice"});
+    X509 *stranger = make_cert(&(cert_spec){.cn = "alice"}, leaf_key, &other_root);
+    char *other_ca = pem_of((X509 *[]){stranger, NULL});
+    X509_free(stranger);
+
+    fixture_open(&f);
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(fixture_auth(&f, chain, NULL, &p), SP_OK);
+        CU_ASSERT_STRING_EQUAL(p.subject, "alice");
+        CU_ASSERT_STRING_EQUAL(p.role, "viewer");
+    }
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, CACHE, "result=\"miss\""), 1);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, CACHE, "result=\"hit\""), 2);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, DECISIONS, "result=\"ok\""), 3);
+    /* refusals are never cached: each one is verified again */
+    CU_ASSERT_EQUAL(fixture_auth(&f, other_ca, NULL, &p), SP_INVALID);
+    CU_ASSERT_EQUAL(fixture_auth(&f, other_ca, NULL, &p), SP_INVALID);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, REFUSALS, "reason=\"unknown_ca\""), 2);
+    fixture_close(&f);
+
+    /* cache_size 0: every request verifies, and there is no cache metric */
+    fixture_open(&f);
+    mock_host_set_option(f.host, "cache_size", "0");
+    CU_ASSERT_EQUAL_FATAL(fixture_init(&f), SP_OK);
+    CU_ASSERT_EQUAL(fixture_auth(&f, chain, NULL, &p), SP_OK);
+    CU_ASSERT_EQUAL(fixture_auth(&f, chain, NULL, &p), SP_OK);
+    CU_ASSERT_EQUAL(mock_host_metric_value(f.host, CACHE, "result=\"hit\""), -1);
+    fixture_close(&f);
+
+    fixture_open(&f);
+    mock_host_set_option(f.host, "cache_size", "70000");
+    CU_ASSERT_NOT_EQUAL(fixture_init(&f), SP_OK);
+    CU_ASSERT_STRING_EQUAL(f.err, "cache_size: must be 0 (off) to 65536");
+    fixture_close(&f);
+    free(chain);
+    free(other_ca);
+}
+
 static void test_crl_must_cover_the_issuer(void)
 {
     fixture f;
@@ -732,6 +776,7 @@ static const unit_test_case cases[] = {
     {"a name with a NUL is refused", test_unprintable_name},
     {"CRL: revoked after a reload; a bad CRL keeps the old", test_revocation_and_crl_reload},
     {"CRL: missing for the issuer, expired", test_crl_must_cover_the_issuer},
+    {"verified chains are cached; refusals are not; cache_size", test_verified_chains_are_cached},
     {"ca_file reload; a bad one keeps the old", test_ca_reload},
     {"an issuing intermediate alone in ca_file is an anchor", test_intermediate_as_the_only_anchor},
     {"option errors name the option and entry", test_option_errors},
