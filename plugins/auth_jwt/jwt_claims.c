@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const jwt_role_names[] = {NULL, "viewer", "member", "admin"};
-
 /* ---- registered claims -------------------------------------------------- */
 
 /* A NumericDate claim: 1 when present (value in *out), 0 absent, -1 not a number. */
@@ -102,91 +100,18 @@ int jwt_claims_check(const json_t *claims, const jwt_claim_rules *rules, time_t 
 
 /* ---- the group map ------------------------------------------------------ */
 
-static int jwt_team_valid(const char *team, size_t len)
-{
-    if (len == 0 || len >= SP_TEAM_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((team[i] >= 'a' && team[i] <= 'z') || (team[i] >= '0' && team[i] <= '9') ||
-              team[i] == '-'))
-            return 0;
-    return 1;
-}
-
-static int jwt_role_rank(const char *role)
-{
-    for (int rank = 1; rank <= 3; rank++)
-        if (strcmp(jwt_role_names[rank], role) == 0)
-            return rank;
-    return 0;
-}
-
-/* "group=team:role" into rule; the message names entry `index`. */
-static int jwt_group_rule_parse(const char *entry, size_t index, jwt_group_rule *rule, char *err,
-                                size_t err_size)
-{
-    const char *equals = strrchr(entry, '='), *colon = equals ? strchr(equals, ':') : NULL;
-    size_t team_len;
-
-    if (equals == NULL || equals == entry || colon == NULL) {
-        snprintf(err, err_size, "group_map[%zu]: \"%.64s\" is not \"group=team:role\"", index,
-                 entry);
-        return -1;
-    }
-    team_len = (size_t)(colon - equals - 1);
-    rule->role_rank = jwt_role_rank(colon + 1);
-    if (rule->role_rank == 0) {
-        snprintf(err, err_size,
-                 "group_map[%zu]: unknown role \"%.31s\" (admin, member or "
-                 "viewer)",
-                 index, colon + 1);
-        return -1;
-    }
-    if (team_len == 1 && equals[1] == '*') {
-        if (rule->role_rank != 3) {
-            snprintf(err, err_size, "group_map[%zu]: team \"*\" is allowed for admin only", index);
-            return -1;
-        }
-    } else if (!jwt_team_valid(equals + 1, team_len)) {
-        snprintf(err, err_size, "group_map[%zu]: bad team \"%.*s\" (want [a-z0-9-]{1,63})", index,
-                 (int)(team_len > 63 ? 63 : team_len), equals + 1);
-        return -1;
-    }
-    memcpy(rule->team, equals + 1, team_len);
-    rule->team[team_len] = '\0';
-    rule->group = strndup(entry, (size_t)(equals - entry));
-    if (rule->group == NULL) {
-        snprintf(err, err_size, "group_map[%zu]: out of memory", index);
-        return -1;
-    }
-    return 0;
-}
+static const team_rules_syntax jwt_group_map_syntax = {
+    .option = "group_map", .shape = "group=team:role", .max_teams = 1};
 
 int jwt_group_map_add(jwt_group_map *map, const char *entry, size_t index, char *err,
                       size_t err_size)
 {
-    jwt_group_rule rule = {0}, *grown;
-
-    if (jwt_group_rule_parse(entry, index, &rule, err, err_size) != 0)
-        return -1;
-    grown = realloc(map->rules, (map->count + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        free(rule.group);
-        snprintf(err, err_size, "group_map[%zu]: out of memory", index);
-        return -1;
-    }
-    map->rules = grown;
-    map->rules[map->count++] = rule;
-    return 0;
+    return team_rules_add(map, &jwt_group_map_syntax, entry, index, err, err_size);
 }
 
 void jwt_group_map_clear(jwt_group_map *map)
 {
-    for (size_t i = 0; i < map->count; i++)
-        free(map->rules[i].group);
-    free(map->rules);
-    map->rules = NULL;
-    map->count = 0;
+    team_rules_clear(map);
 }
 
 /* ---- the principal ------------------------------------------------------ */
@@ -200,15 +125,6 @@ static int jwt_token_has_group(const json_t *groups, const char *group)
             return 1;
     }
     return 0;
-}
-
-static void jwt_principal_add_team(sp_principal *principal, const char *team)
-{
-    for (uint32_t i = 0; i < principal->team_count; i++)
-        if (strcmp(principal->teams[i], team) == 0)
-            return;
-    if (principal->team_count < SP_PRINCIPAL_MAX_TEAMS)
-        snprintf(principal->teams[principal->team_count++], SP_TEAM_NAME_MAX, "%s", team);
 }
 
 static int jwt_groups_valid(const json_t *groups)
@@ -230,14 +146,11 @@ static int jwt_principal_map_groups(const json_t *groups, const jwt_group_map *m
 {
     int rank = 0;
     for (size_t i = 0; i < map->count; i++) {
-        if (!jwt_token_has_group(groups, map->rules[i].group))
-            continue;
-        jwt_principal_add_team(principal, map->rules[i].team);
-        if (map->rules[i].role_rank > rank)
-            rank = map->rules[i].role_rank;
+        if (jwt_token_has_group(groups, map->rules[i].key))
+            team_rule_merge(&map->rules[i], principal, &rank);
     }
     if (rank > 0)
-        snprintf(principal->role, sizeof(principal->role), "%s", jwt_role_names[rank]);
+        snprintf(principal->role, sizeof(principal->role), "%s", team_role_name(rank));
     return rank;
 }
 

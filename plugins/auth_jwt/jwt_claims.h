@@ -11,6 +11,8 @@
 
 #include <sparkplane/sparkplane.h>
 
+#include "team_rules.h"
+
 typedef struct jwt_claim_rules {
     const char *issuer;          /* exact "iss" */
     const char *audience;        /* "aud" (string or array) must hold it */
@@ -19,17 +21,8 @@ typedef struct jwt_claim_rules {
     const char *groups_claim;    /* "groups" */
 } jwt_claim_rules;
 
-/* One "group=team:role" entry. */
-typedef struct jwt_group_rule {
-    char *group;
-    char team[SP_TEAM_NAME_MAX];
-    int role_rank; /* 1 viewer, 2 member, 3 admin */
-} jwt_group_rule;
-
-typedef struct jwt_group_map {
-    jwt_group_rule *rules;
-    size_t count;
-} jwt_group_map;
+/* "group=team:role" entries (team_rules.h): a rule's key is the group, one team per rule. */
+typedef team_rules jwt_group_map;
 
 /* iss, aud, exp (required), nbf and iat (when present) at time `now`. */
 int jwt_claims_check(const json_t *claims, const jwt_claim_rules *rules, time_t now, char *err,

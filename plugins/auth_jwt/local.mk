@@ -5,6 +5,7 @@
 plugin_LTLIBRARIES += plugins/auth_jwt/auth_jwt.la
 plugins_auth_jwt_auth_jwt_la_SOURCES = plugins/auth_jwt/auth_jwt.c \
 	plugins/common/credential_cache.c plugins/common/credential_cache.h \
+	plugins/common/team_rules.c plugins/common/team_rules.h \
 	plugins/auth_jwt/jwt_claims.c plugins/auth_jwt/jwt_claims.h \
 	plugins/auth_jwt/jwt_jwks.c plugins/auth_jwt/jwt_jwks.h \
 	plugins/auth_jwt/jwt_verify.c plugins/auth_jwt/jwt_verify.h

@@ -690,7 +690,7 @@ static void test_bad_options(void)
     check_bad_option("group_map", "a=ml:member, b=ml:owner",
                      "group_map[1]: unknown role \"owner\" (admin, member or viewer)");
     check_bad_option("group_map", "a=*:member",
-                     "group_map[0]: team \"*\" is allowed for admin only");
+                     "group_map[0]: team \"*\" is allowed alone and for admin only");
     check_bad_option("group_map", "a=Feature_Eng:member",
                      "group_map[0]: bad team \"Feature_Eng\" (want [a-z0-9-]{1,63})");
     check_bad_option("jwks_file", "/nonexistent/jwks.json",

@@ -6,7 +6,8 @@ plugin_LTLIBRARIES += plugins/auth_mtls/auth_mtls.la
 plugins_auth_mtls_auth_mtls_la_SOURCES = plugins/auth_mtls/auth_mtls.c \
 	plugins/auth_mtls/mtls_identity.c plugins/auth_mtls/mtls_identity.h \
 	plugins/auth_mtls/mtls_trust.c plugins/auth_mtls/mtls_trust.h \
-	plugins/common/credential_cache.c plugins/common/credential_cache.h
+	plugins/common/credential_cache.c plugins/common/credential_cache.h \
+	plugins/common/team_rules.c plugins/common/team_rules.h
 plugins_auth_mtls_auth_mtls_la_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/common
 plugins_auth_mtls_auth_mtls_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 plugins_auth_mtls_auth_mtls_la_LDFLAGS = $(PLUGIN_LDFLAGS)

@@ -25,8 +25,6 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const mtls_role_names[] = {NULL, "viewer", "member", "admin"};
-
 static const struct {
     mtls_name_kind kind;
     const char *text;
@@ -161,152 +159,55 @@ int mtls_identity_of(X509 *leaf, const mtls_identity_order *order, char *name, s
 
 /* ---- the map -------------------------------------------------------------- */
 
-static int mtls_team_valid(const char *team, size_t len)
-{
-    if (len == 0 || len >= SP_TEAM_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((team[i] >= 'a' && team[i] <= 'z') || (team[i] >= '0' && team[i] <= '9') ||
-              team[i] == '-'))
-            return 0;
-    return 1;
-}
-
-static int mtls_role_rank(const char *role)
-{
-    for (int rank = 1; rank <= 3; rank++)
-        if (strcmp(mtls_role_names[rank], role) == 0)
-            return rank;
-    return 0;
-}
-
-/* The teams between `teams` and `end` ("a,b" or "*") into rule. */
-static int mtls_map_parse_teams(const char *teams, const char *end, size_t index,
-                                mtls_map_rule *rule, char *err, size_t err_size)
-{
-    while (teams <= end) {
-        const char *comma = memchr(teams, ',', (size_t)(end - teams));
-        size_t len = (size_t)((comma != NULL ? comma : end) - teams);
-        int star = len == 1 && teams[0] == '*';
-
-        if (star && (rule->role_rank != 3 || rule->team_count > 0 || comma != NULL)) {
-            snprintf(err, err_size, "map[%zu]: team \"*\" is allowed alone and for admin only",
-                     index);
-            return -1;
-        }
-        if (!star && !mtls_team_valid(teams, len)) {
-            snprintf(err, err_size, "map[%zu]: bad team \"%.*s\" (want [a-z0-9-]{1,63})", index,
-                     (int)(len > 63 ? 63 : len), teams);
-            return -1;
-        }
-        if (rule->team_count == SP_PRINCIPAL_MAX_TEAMS) {
-            snprintf(err, err_size, "map[%zu]: more than %d teams", index, SP_PRINCIPAL_MAX_TEAMS);
-            return -1;
-        }
-        memcpy(rule->teams[rule->team_count], teams, len);
-        rule->teams[rule->team_count++][len] = '\0';
-        if (comma == NULL)
-            break;
-        teams = comma + 1;
-    }
-    return 0;
-}
+static const team_rules_syntax mtls_map_syntax = {
+    .option = "map", .shape = "name=team[,team...]:role", .max_teams = SP_PRINCIPAL_MAX_TEAMS};
 
 /* A name: exact text, or "*.suffix" with a non-empty suffix and no other '*'. */
-static int mtls_map_parse_name(const char *entry, size_t len, size_t index, mtls_map_rule *rule,
-                               char *err, size_t err_size)
+static int mtls_map_check_name(const char *name, size_t index, char *err, size_t err_size)
 {
-    const char *star = memchr(entry, '*', len);
+    size_t len = strlen(name);
+    const char *star = strchr(name, '*');
 
     if (len >= SP_PRINCIPAL_NAME_MAX) {
         snprintf(err, err_size, "map[%zu]: name longer than %d bytes", index,
                  SP_PRINCIPAL_NAME_MAX - 1);
         return -1;
     }
-    if (star != NULL &&
-        (star != entry || len < 3 || entry[1] != '.' || memchr(entry + 1, '*', len - 1) != NULL)) {
+    if (star != NULL && (star != name || len < 3 || name[1] != '.' || strchr(name + 1, '*'))) {
         snprintf(err, err_size,
                  "map[%zu]: \"%.*s\": a wildcard is only \"*.suffix\" (one leftmost label)", index,
-                 (int)(len > 64 ? 64 : len), entry);
-        return -1;
-    }
-    rule->wildcard = star != NULL;
-    rule->name = strndup(entry, len);
-    if (rule->name == NULL) {
-        snprintf(err, err_size, "map[%zu]: out of memory", index);
+                 (int)(len > 64 ? 64 : len), name);
         return -1;
     }
     return 0;
-}
-
-/* "name=team[,team...]:role" into rule; the message names entry `index`. */
-static int mtls_map_rule_parse(const char *entry, size_t index, mtls_map_rule *rule, char *err,
-                               size_t err_size)
-{
-    const char *equals = strrchr(entry, '='), *colon = equals ? strchr(equals, ':') : NULL;
-
-    if (equals == NULL || equals == entry || colon == NULL || colon == equals + 1) {
-        snprintf(err, err_size, "map[%zu]: \"%.64s\" is not \"name=team[,team...]:role\"", index,
-                 entry);
-        return -1;
-    }
-    rule->role_rank = mtls_role_rank(colon + 1);
-    if (rule->role_rank == 0) {
-        snprintf(err, err_size, "map[%zu]: unknown role \"%.31s\" (admin, member or viewer)", index,
-                 colon + 1);
-        return -1;
-    }
-    if (mtls_map_parse_teams(equals + 1, colon, index, rule, err, err_size) != 0)
-        return -1;
-    return mtls_map_parse_name(entry, (size_t)(equals - entry), index, rule, err, err_size);
 }
 
 int mtls_map_add(mtls_map *map, const char *entry, size_t index, char *err, size_t err_size)
 {
-    mtls_map_rule rule = {0}, *grown;
-
-    if (mtls_map_rule_parse(entry, index, &rule, err, err_size) != 0)
+    if (team_rules_add(map, &mtls_map_syntax, entry, index, err, err_size) != 0)
         return -1;
-    grown = realloc(map->rules, (map->count + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        free(rule.name);
-        snprintf(err, err_size, "map[%zu]: out of memory", index);
-        return -1;
-    }
-    map->rules = grown;
-    map->rules[map->count++] = rule;
-    return 0;
+    if (mtls_map_check_name(map->rules[map->count - 1].key, index, err, err_size) == 0)
+        return 0;
+    free(map->rules[--map->count].key); /* refused: the map stays as it was */
+    return -1;
 }
 
 void mtls_map_clear(mtls_map *map)
 {
-    for (size_t i = 0; i < map->count; i++)
-        free(map->rules[i].name);
-    free(map->rules);
-    map->rules = NULL;
-    map->count = 0;
+    team_rules_clear(map);
 }
 
 /* ---- matching --------------------------------------------------------------- */
 
-static int mtls_rule_matches(const mtls_map_rule *rule, const char *name)
+static int mtls_rule_matches(const team_rule *rule, const char *name)
 {
     const char *dot;
 
-    if (!rule->wildcard)
-        return strcasecmp(rule->name, name) == 0;
+    if (rule->key[0] != '*')
+        return strcasecmp(rule->key, name) == 0;
     /* "*.suffix": one non-empty label, then ".suffix" exactly. */
     dot = strchr(name, '.');
-    return dot != NULL && dot != name && strcasecmp(dot, rule->name + 1) == 0;
-}
-
-static void mtls_principal_add_team(sp_principal *principal, const char *team)
-{
-    for (uint32_t i = 0; i < principal->team_count; i++)
-        if (strcmp(principal->teams[i], team) == 0)
-            return;
-    if (principal->team_count < SP_PRINCIPAL_MAX_TEAMS)
-        snprintf(principal->teams[principal->team_count++], SP_TEAM_NAME_MAX, "%s", team);
+    return dot != NULL && dot != name && strcasecmp(dot, rule->key + 1) == 0;
 }
 
 int mtls_map_principal(const mtls_map *map, const char *name, sp_principal *principal)
@@ -314,17 +215,12 @@ int mtls_map_principal(const mtls_map *map, const char *name, sp_principal *prin
     int rank = 0;
 
     for (size_t i = 0; i < map->count; i++) {
-        const mtls_map_rule *rule = &map->rules[i];
-        if (!mtls_rule_matches(rule, name))
-            continue;
-        for (size_t t = 0; t < rule->team_count; t++)
-            mtls_principal_add_team(principal, rule->teams[t]);
-        if (rule->role_rank > rank)
-            rank = rule->role_rank;
+        if (mtls_rule_matches(&map->rules[i], name))
+            team_rule_merge(&map->rules[i], principal, &rank);
     }
     if (rank == 0)
         return 0;
     snprintf(principal->subject, sizeof(principal->subject), "%s", name);
-    snprintf(principal->role, sizeof(principal->role), "%s", mtls_role_names[rank]);
+    snprintf(principal->role, sizeof(principal->role), "%s", team_role_name(rank));
     return 1;
 }

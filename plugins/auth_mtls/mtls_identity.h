@@ -11,6 +11,8 @@
 
 #include <sparkplane/sparkplane.h>
 
+#include "team_rules.h"
+
 /* The certificate names that can identify a caller. */
 typedef enum mtls_name_kind {
     MTLS_NAME_SAN_URI = 1,
@@ -27,19 +29,11 @@ typedef struct mtls_identity_order {
     size_t count;
 } mtls_identity_order;
 
-/* One `name=team[,team...]:role` entry of the `map` option. */
-typedef struct mtls_map_rule {
-    char *name;    /* exact name, or "*.suffix" */
-    int wildcard;  /* name is "*.suffix": one leftmost label stands for "*" */
-    int role_rank; /* 1 viewer, 2 member, 3 admin */
-    size_t team_count;
-    char teams[SP_PRINCIPAL_MAX_TEAMS][SP_TEAM_NAME_MAX];
-} mtls_map_rule;
-
-typedef struct mtls_map {
-    mtls_map_rule *rules;
-    size_t count;
-} mtls_map;
+/*
+ * The `map` option: `name=team[,team...]:role` entries (team_rules.h); a
+ * rule's key is the name, exact or "*.suffix" (one leftmost label).
+ */
+typedef team_rules mtls_map;
 
 const char *mtls_name_kind_text(mtls_name_kind kind);
 

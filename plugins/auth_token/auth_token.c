@@ -31,6 +31,8 @@
 
 #include <sparkplane/sparkplane.h>
 
+#include "team_rules.h"
+
 #define AUTH_TOKEN_NAME "auth_token"
 #define AUTH_TOKEN_HASH_LEN 32
 #define AUTH_TOKEN_LINE_MAX 4096
@@ -102,17 +104,6 @@ static int auth_token_parse_hash(const char *text, unsigned char *hash)
     return 0;
 }
 
-static int auth_token_team_valid(const char *team, size_t len)
-{
-    if (len == 0 || len > 63)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((team[i] >= 'a' && team[i] <= 'z') || (team[i] >= '0' && team[i] <= '9') ||
-              team[i] == '-'))
-            return 0;
-    return 1;
-}
-
 /* "a,b,c" into entry->teams; "*" only for admins. */
 static int auth_token_parse_teams(const char *text, auth_token_entry *entry, int line,
                                   char *err, size_t err_size)
@@ -128,7 +119,7 @@ static int auth_token_parse_teams(const char *text, auth_token_entry *entry, int
     }
     for (const char *p = text;; p++) {
         size_t len = strcspn(p, ",");
-        if (!auth_token_team_valid(p, len)) {
+        if (!team_name_valid(p, len)) {
             snprintf(err, err_size, "tokens_file:%d: bad team \"%.*s\" (want [a-z0-9-]{1,63})",
                      line, (int)(len > 63 ? 63 : len), p);
             return -1;
@@ -181,8 +172,7 @@ static int auth_token_parse_line(char *text, int line, auth_token_entry *entry, 
                  SP_PRINCIPAL_NAME_MAX - 1);
         return -1;
     }
-    if (strcmp(f[2], "admin") != 0 && strcmp(f[2], "member") != 0 &&
-        strcmp(f[2], "viewer") != 0) {
+    if (team_role_rank(f[2]) == 0) {
         snprintf(err, err_size, "tokens_file:%d: unknown role \"%.31s\" (admin, member or "
                  "viewer)", line, f[2]);
         return -1;

@@ -2,8 +2,9 @@
 # Built with only the SDK headers on the include path; its test loads the
 # built .so into the mock host (tests/unit/mock_host.c), not the daemon.
 plugin_LTLIBRARIES += plugins/auth_token/auth_token.la
-plugins_auth_token_auth_token_la_SOURCES = plugins/auth_token/auth_token.c
-plugins_auth_token_auth_token_la_CPPFLAGS = -I$(top_srcdir)/sdk/include
+plugins_auth_token_auth_token_la_SOURCES = plugins/auth_token/auth_token.c \
+	plugins/common/team_rules.c plugins/common/team_rules.h
+plugins_auth_token_auth_token_la_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/common
 plugins_auth_token_auth_token_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 plugins_auth_token_auth_token_la_LDFLAGS = $(PLUGIN_LDFLAGS)
 plugins_auth_token_auth_token_la_LIBADD = $(OPENSSL_LIBS)

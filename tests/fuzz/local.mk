@@ -119,18 +119,21 @@ endif
 # certificate chains, map and identity entries (plugins/auth_mtls).  The plugin sources are
 # compiled into the targets; they include only the SDK, OpenSSL and jansson.
 AUTH_JWT_FUZZ_SOURCES = plugins/auth_jwt/jwt_verify.c plugins/auth_jwt/jwt_jwks.c \
-	plugins/auth_jwt/jwt_claims.c
-AUTH_MTLS_FUZZ_SOURCES = plugins/auth_mtls/mtls_trust.c plugins/auth_mtls/mtls_identity.c
+	plugins/auth_jwt/jwt_claims.c plugins/common/team_rules.c
+AUTH_MTLS_FUZZ_SOURCES = plugins/auth_mtls/mtls_trust.c plugins/auth_mtls/mtls_identity.c \
+	plugins/common/team_rules.c
 fuzz_replays += tests/fuzz/replay_auth_jwt tests/fuzz/replay_auth_mtls
 tests_fuzz_replay_auth_jwt_SOURCES = tests/fuzz/fuzz_auth_jwt.c tests/fuzz/replay_main.c \
 	$(AUTH_JWT_FUZZ_SOURCES)
-tests_fuzz_replay_auth_jwt_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/auth_jwt
+tests_fuzz_replay_auth_jwt_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/auth_jwt \
+	-I$(top_srcdir)/plugins/common
 tests_fuzz_replay_auth_jwt_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) \
 	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/auth_jwt"'
 tests_fuzz_replay_auth_jwt_LDADD = $(OPENSSL_LIBS) $(JANSSON_LIBS)
 tests_fuzz_replay_auth_mtls_SOURCES = tests/fuzz/fuzz_auth_mtls.c tests/fuzz/replay_main.c \
 	$(AUTH_MTLS_FUZZ_SOURCES)
-tests_fuzz_replay_auth_mtls_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/auth_mtls
+tests_fuzz_replay_auth_mtls_CPPFLAGS = -I$(top_srcdir)/sdk/include -I$(top_srcdir)/plugins/auth_mtls \
+	-I$(top_srcdir)/plugins/common
 tests_fuzz_replay_auth_mtls_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) \
 	-DFUZZ_CORPUS_DIR='"$(abs_top_srcdir)/tests/fuzz/corpus/auth_mtls"'
 tests_fuzz_replay_auth_mtls_LDADD = $(OPENSSL_LIBS)
